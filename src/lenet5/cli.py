@@ -1,0 +1,62 @@
+"""The `lenet5` command line: one sub-command per module, each registering itself here.
+
+A `Lenet5Error` becomes one line on stderr and exit code 1; a bad argument exits with 2
+(argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from .errors import Lenet5Error
+
+Registrar = Callable[[argparse._SubParsersAction], None]
+
+
+def _registrars() -> list[Registrar]:
+    # Imported lazily so `lenet5 --help` stays fast and one command's optional
+    # dependency (Pillow, matplotlib) never breaks another command.
+    from .data import commands as data_commands
+
+    registrars: list[Registrar] = [data_commands.register]
+    for module_name in ("lenet5.commands",):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        registrars.append(module.register)
+    return registrars
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lenet5", description="LeNet-5 from scratch in NumPy: train, evaluate, predict."
+    )
+    parser.add_argument("--version", action="version", version=f"lenet5 {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in _registrars():
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except Lenet5Error as error:
+        print(f"lenet5: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lenet5: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
