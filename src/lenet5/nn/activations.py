@@ -1,0 +1,94 @@
+"""Element-wise activations and Softmax. Each keeps what its derivative needs, no more."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import Module
+
+
+class ReLU(Module):
+    """max(x, 0). Shape: any -> same. The gradient at exactly 0 is taken as 0."""
+
+    prefix = "relu"
+
+    def _forward(self, x):
+        out = np.maximum(x, 0)
+        self._positive = out > 0
+        return out
+
+    def _backward(self, dout):
+        return dout * self._positive
+
+
+class Sigmoid(Module):
+    """1 / (1 + e^−x), computed as (1 + tanh(x/2)) / 2 so no exp can overflow for any x.
+
+    Shape: any -> same. Derivative: σ(x)·(1 − σ(x)).
+    """
+
+    prefix = "sigmoid"
+
+    def _forward(self, x):
+        out = np.tanh(x * 0.5)
+        out += 1
+        out *= 0.5
+        self._out = out
+        return out
+
+    def _backward(self, dout):
+        out = self._out
+        return dout * out * (1 - out)
+
+
+class Tanh(Module):
+    """tanh(x). Shape: any -> same. Derivative: 1 − tanh²(x)."""
+
+    prefix = "tanh"
+
+    def _forward(self, x):
+        self._out = np.tanh(x)
+        return self._out
+
+    def _backward(self, dout):
+        return dout * (1 - self._out * self._out)
+
+
+class ScaledTanh(Module):
+    """LeCun's squashing function A·tanh(S·x), A = 1.7159, S = 2/3 (1998, appendix A).
+
+    A and S make f(±1) = ±1, so unit-variance inputs stay near unit variance.
+    Shape: any -> same. Derivative: A·S·(1 − tanh²(S·x)).
+    """
+
+    prefix = "tanh"
+    amplitude = 1.7159
+    slope = 2.0 / 3.0
+
+    def _forward(self, x):
+        self._tanh = np.tanh(x * self.slope)
+        return self._tanh * self.amplitude
+
+    def _backward(self, dout):
+        return dout * (self.amplitude * self.slope) * (1 - self._tanh * self._tanh)
+
+
+class Softmax(Module):
+    """exp(x_k − max x) / Σ_j exp(x_j − max x) over the feature axis.
+
+    Shape: (N, K) -> (N, K). For training use `SoftmaxCrossEntropy` on logits instead: it is
+    fused, stable and cheaper than Softmax followed by a log.
+    """
+
+    prefix = "softmax"
+
+    def _forward(self, x):
+        # Batch-last: features are axis 0.
+        shifted = x - x.max(axis=0, keepdims=True)
+        exps = np.exp(shifted)
+        self._out = exps / exps.sum(axis=0, keepdims=True)
+        return self._out
+
+    def _backward(self, dout):
+        out = self._out
+        return out * (dout - (dout * out).sum(axis=0, keepdims=True))

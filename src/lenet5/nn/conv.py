@@ -1,0 +1,136 @@
+"""Conv2D: a 2-d convolution (cross-correlation, as in PyTorch) by im2col and one matmul."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import check_input, positive_int
+from .im2col import col2im, im2col, output_size, pad_spatial, pair, unpad_spatial
+from .init import as_generator, initializer
+from .module import Module
+from .parameter import Parameter
+
+
+class Conv2D(Module):
+    """out[f] = bias[f] + Σ_c weight[f, c] ⋆ x[c], over KH×KW windows.
+
+    Args:
+        in_channels, out_channels: C and F.
+        kernel_size, stride, padding: an int or an (height, width) pair; zero padding.
+        bias: add a trainable bias per output map.
+        connections: optional (F, C) 0/1 table; output map f sees input map c only where
+            connections[f, c] is 1 (the C3 layer of LeCun et al. 1998). Weights outside the
+            table stay zero and receive zero gradient.
+        weight_init: initializer name or function; rng: a Generator or seed.
+
+    Shape:
+        input (N, C, H, W) -> output (N, F, OH, OW), with
+        OH = floor((H + 2·PH − KH) / SH) + 1 and OW = floor((W + 2·PW − KW) / SW) + 1.
+        weight (F, C, KH, KW), bias (F,), as in PyTorch.
+    """
+
+    prefix = "conv"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        bias: bool = True,
+        connections=None,
+        weight_init="he_uniform",
+        rng=None,
+    ) -> None:
+        super().__init__()
+        name = "Conv2D"
+        self.in_channels = positive_int(in_channels, "in_channels", name)
+        self.out_channels = positive_int(out_channels, "out_channels", name)
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.stride = pair(stride, "stride", name)
+        self.padding = pair(padding, "padding", name)
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(
+                f"{name}: kernel_size and stride must be >= 1 and padding >= 0, found "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+            )
+        self.connections = None
+        if connections is not None:
+            table = np.asarray(connections)
+            if table.shape != (self.out_channels, self.in_channels) or not np.isin(table, (0, 1)).all():
+                raise ValueError(
+                    f"{name}: connections must be a 0/1 table of shape "
+                    f"({self.out_channels}, {self.in_channels}), found shape {table.shape}"
+                )
+            self.connections = table.astype(bool)
+        kh, kw = self.kernel_size
+        connected_inputs = (
+            self.connections.sum(axis=1).max() if self.connections is not None else self.in_channels
+        )
+        fan_in, fan_out = int(connected_inputs) * kh * kw, self.out_channels * kh * kw
+        generator = as_generator(rng)
+        weight = initializer(weight_init, name)(
+            (self.out_channels, self.in_channels, kh, kw), fan_in, fan_out, generator
+        )
+        if self.connections is not None:
+            weight = weight * self.connections[:, :, None, None]
+        self.weight = Parameter(weight, "weight")
+        self.bias = Parameter(np.zeros(self.out_channels, np.float32), "bias") if bias else None
+
+    def output_shape(self, input_shape):
+        _, height, width = input_shape
+        return (
+            self.out_channels,
+            output_size(height, self.kernel_size[0], self.stride[0], self.padding[0]),
+            output_size(width, self.kernel_size[1], self.stride[1], self.padding[1]),
+        )
+
+    def _weight_matrix(self) -> np.ndarray:
+        weight = self.weight.value
+        if self.connections is not None:
+            weight = weight * self.connections[:, :, None, None]
+        return weight.reshape(self.out_channels, -1)
+
+    def _forward(self, x):
+        check_input(self, x, 4, f"(N, {self.in_channels}, H, W)", channels=self.in_channels)
+        padded = pad_spatial(x, self.padding)
+        channels, height, width, batch = padded.shape
+        if height < self.kernel_size[0] or width < self.kernel_size[1]:
+            raise ValueError(
+                f"{self!r}: input of {height - 2 * self.padding[0]}x{width - 2 * self.padding[1]} "
+                f"pixels (padded {height}x{width}) is smaller than the kernel {self.kernel_size}"
+            )
+        columns = im2col(padded, self.kernel_size, self.stride)
+        weight = self._weight_matrix()
+        out = weight.astype(x.dtype, copy=False) @ columns
+        if self.bias is not None:
+            out += self.bias.value.astype(x.dtype, copy=False)[:, None]
+        self._cache = (columns, padded.shape, weight)
+        oh = output_size(height, self.kernel_size[0], self.stride[0])
+        ow = output_size(width, self.kernel_size[1], self.stride[1])
+        return out.reshape(self.out_channels, oh, ow, batch)
+
+    def _backward(self, dout):
+        columns, padded_shape, weight = self._cache
+        dout_matrix = dout.reshape(self.out_channels, -1)
+        dweight = (dout_matrix @ columns.T).reshape(self.weight.shape)
+        if self.connections is not None:
+            dweight *= self.connections[:, :, None, None]
+        self.weight.grad += dweight
+        if self.bias is not None:
+            self.bias.grad += dout_matrix.sum(axis=1)
+        dcolumns = weight.T.astype(dout.dtype, copy=False) @ dout_matrix
+        dpadded = col2im(dcolumns, padded_shape, self.kernel_size, self.stride)
+        return unpad_spatial(dpadded, self.padding)
+
+    def extra_repr(self):
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )
+        if self.bias is None:
+            text += ", bias=False"
+        if self.connections is not None:
+            text += f", connections={int(self.connections.sum())}/{self.connections.size}"
+        return text

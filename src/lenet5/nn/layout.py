@@ -1,0 +1,43 @@
+"""Public arrays are batch-first (NCHW, or (N, F)); layers compute on batch-last views.
+
+Why batch-last inside: with the batch as the innermost, contiguous axis, im2col copies long
+contiguous runs instead of 1- or 6-element channel runs, a convolution is one matrix product
+`weight (F, C·KH·KW) @ columns (C·KH·KW, OH·OW·N)` whose result already is the next layer's
+input (F, OH, OW, N), and a dense layer is `weight @ x` with no transposed copies.
+Converting between the two layouts is a transposed view, never a copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_batch_last(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (C, H, W, N) and (N, F) -> (F, N), as views."""
+    if x.ndim == 4:
+        return x.transpose(1, 2, 3, 0)
+    if x.ndim == 2:
+        return x.T
+    raise ValueError(f"expected a 2-d (N, F) or 4-d (N, C, H, W) array, found shape {x.shape}")
+
+
+def to_batch_first(x: np.ndarray) -> np.ndarray:
+    """(C, H, W, N) -> (N, C, H, W) and (F, N) -> (N, F), as views."""
+    if x.ndim == 4:
+        return x.transpose(3, 0, 1, 2)
+    if x.ndim == 2:
+        return x.T
+    raise ValueError(f"expected a 2-d or 4-d array, found shape {x.shape}")
+
+
+def public_shape(batch_last_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The batch-first shape a user passed, for error messages."""
+    return (batch_last_shape[-1],) + tuple(batch_last_shape[:-1])
+
+
+def as_float(x: np.ndarray) -> np.ndarray:
+    """Keep float32 and float64; everything else (uint8 images, ints, float16) becomes float32."""
+    x = np.asarray(x)
+    if x.dtype == np.float32 or x.dtype == np.float64:
+        return x
+    return x.astype(np.float32)

@@ -1,0 +1,161 @@
+"""The base of every layer and model: parameters, buffers, modes and state dicts.
+
+A subclass implements `_forward` and `_backward` on batch-last arrays (see `layout.py`) and
+`output_shape`; the public `forward`/`backward` take and return batch-first arrays.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import CheckpointError
+from .layout import as_float, to_batch_first, to_batch_last
+from .parameter import Parameter
+
+
+class Module:
+    """Something with a forward and a backward pass, and possibly parameters and buffers.
+
+    Parameters are `Parameter` attributes; buffers are arrays named in `buffer_names`
+    (state that is saved but never optimised, like BatchNorm's running statistics); child
+    modules are `Module` attributes. All three are found by attribute order, recursively.
+    """
+
+    buffer_names: tuple[str, ...] = ()
+    # Prefix used by Sequential to name unnamed layers: conv1, pool1, fc1, ...
+    prefix = "layer"
+
+    def __init__(self) -> None:
+        self.training = True
+
+    # -- the passes ---------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Batch-first in, batch-first out: (N, C, H, W) or (N, F)."""
+        return to_batch_first(self._forward(to_batch_last(as_float(x))))
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Gradient of the loss w.r.t. the last forward's input; fills parameter gradients."""
+        return to_batch_first(self._backward(to_batch_last(np.asarray(dout))))
+
+    __call__ = forward
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _backward(self, dout: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output shape for one sample of `input_shape` (no batch axis)."""
+        return tuple(input_shape)
+
+    # -- structure ------------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child.named_parameters(f"{prefix}{name}.")
+
+    def parameters(self) -> list[Parameter]:
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for name in self.buffer_names:
+            yield prefix + name, getattr(self, name)
+        for name, child in self.named_children():
+            yield from child.named_buffers(f"{prefix}{name}.")
+
+    def num_parameters(self, trainable: bool = True) -> int:
+        if trainable:
+            return sum(parameter.size for parameter in self.parameters())
+        return sum(buffer.size for _, buffer in self.named_buffers())
+
+    # -- modes ----------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        self.training = mode
+        for _, child in self.named_children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def to(self, dtype) -> "Module":
+        """Convert every parameter and buffer to `dtype` (float32 or float64), in place."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"{type(self).__name__}.to: dtype must be float32 or float64, found {dtype}")
+        for parameter in self.parameters():
+            parameter.astype(dtype)
+        self._buffers_to(dtype)
+        return self
+
+    def _buffers_to(self, dtype) -> None:
+        for name in self.buffer_names:
+            setattr(self, name, getattr(self, name).astype(dtype))
+        for _, child in self.named_children():
+            child._buffers_to(dtype)
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Every parameter and buffer by dotted name, copied."""
+        state: OrderedDict[str, np.ndarray] = OrderedDict()
+        for name, parameter in self.named_parameters():
+            state[name] = parameter.value.copy()
+        for name, buffer in self.named_buffers():
+            state[name] = np.array(buffer, copy=True)
+        return state
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays from `state` into the parameters and buffers, checking first.
+
+        Nothing is changed unless every check passes. With `strict`, a missing key or an
+        extra key is an error; a shape mismatch is always one. The error names each key.
+        """
+        own = self.state_dict()
+        missing = [name for name in own if name not in state]
+        unexpected = [name for name in state if name not in own]
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        for name, value in own.items():
+            if name in state and np.shape(state[name]) != value.shape:
+                problems.append(
+                    f"shape mismatch for {name}: expected {value.shape}, found {np.shape(state[name])}"
+                )
+        if problems:
+            raise CheckpointError("cannot load state dict: " + "; ".join(problems))
+        parameters = dict(self.named_parameters())
+        buffer_owners = dict(self._named_buffer_owners())
+        for name, value in state.items():
+            if name in parameters:
+                target = parameters[name]
+                target.value = np.array(value, dtype=target.value.dtype, copy=True)
+                target.grad = np.zeros_like(target.value)
+            elif name in buffer_owners:
+                owner, attribute = buffer_owners[name]
+                dtype = getattr(owner, attribute).dtype
+                setattr(owner, attribute, np.array(value, dtype=dtype, copy=True))
+
+    def _named_buffer_owners(self, prefix: str = ""):
+        for name in self.buffer_names:
+            yield prefix + name, (self, name)
+        for name, child in self.named_children():
+            yield from child._named_buffer_owners(f"{prefix}{name}.")
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
