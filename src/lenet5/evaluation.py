@@ -1,0 +1,56 @@
+"""Evaluation on every sample: accuracy, error rate, loss, per-class accuracy, confusion."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .nn import SoftmaxCrossEntropy
+
+
+def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000,
+             num_classes: int | None = None) -> dict:
+    """Metrics of `model` (run in eval mode) on all of `images`, the last partial batch too.
+
+    Returns accuracy, error_rate, loss, per_class_accuracy (list), confusion_matrix (list of
+    rows: true class, columns: predicted class) and count.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    logits = model.predict_logits(images, batch_size)
+    classes = num_classes or logits.shape[1]
+    loss, _ = SoftmaxCrossEntropy.value_and_grad(logits, labels)
+    predictions = logits.argmax(axis=1)
+    confusion = np.bincount(labels * classes + predictions, minlength=classes * classes)
+    confusion = confusion.reshape(classes, classes)
+    per_class_totals = confusion.sum(axis=1)
+    per_class = np.divide(np.diag(confusion), per_class_totals,
+                          out=np.zeros(classes), where=per_class_totals > 0)
+    accuracy = float(np.trace(confusion) / max(len(labels), 1))
+    return {
+        "count": int(len(labels)),
+        "accuracy": accuracy,
+        "error_rate": 1.0 - accuracy,
+        "loss": float(loss),
+        "per_class_accuracy": [float(v) for v in per_class],
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def format_report(metrics: dict, class_names: list[str]) -> str:
+    """The evaluation as text: headline numbers, per-class accuracy, confusion matrix."""
+    lines = [
+        f"test accuracy: {metrics['accuracy'] * 100:.2f}%  (error rate {metrics['error_rate'] * 100:.2f}%, "
+        f"loss {metrics['loss']:.4f}, {metrics['count']:,} images)",
+        "",
+        "per-class accuracy:",
+    ]
+    width = max(len(name) for name in class_names)
+    confusion = np.array(metrics["confusion_matrix"])
+    for index, name in enumerate(class_names):
+        lines.append(f"  {name.rjust(width)}  {metrics['per_class_accuracy'][index] * 100:6.2f}%  "
+                     f"({confusion[index, index]}/{confusion[index].sum()})")
+    lines += ["", "confusion matrix (rows: true class, columns: predicted):"]
+    cell = max(5, len(str(confusion.max())) + 1)
+    lines.append(" " * (width + 2) + "".join(str(i).rjust(cell) for i in range(len(class_names))))
+    for index, name in enumerate(class_names):
+        lines.append(f"  {name.rjust(width)}" + "".join(str(v).rjust(cell) for v in confusion[index]))
+    return "\n".join(lines)

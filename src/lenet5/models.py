@@ -1,0 +1,195 @@
+"""The LeNet-5 family by name, each knowing its input preprocessing and training defaults.
+
+`build_model(name, seed)` gives a fresh `Sequential`; `MODELS[name]` describes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import Lenet5Error
+from .nn import (
+    AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU,
+    ScaledTanh, Sequential, Sigmoid, Subsampling, Tanh,
+)
+
+# LeCun et al. (1998), table I: which of S2's 6 maps each of C3's 16 maps sees.
+C3_CONNECTIONS = np.array(
+    [
+        [1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1],
+        [1, 0, 0, 0, 1, 1], [1, 1, 0, 0, 0, 1], [1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1, 1], [1, 0, 0, 1, 1, 1], [1, 1, 0, 0, 1, 1], [1, 1, 1, 0, 0, 1],
+        [1, 1, 0, 1, 1, 0], [0, 1, 1, 0, 1, 1], [1, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1],
+    ],
+    dtype=np.int8,
+)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw 28×28 uint8 images become this model's input (see `lenet5.data.preprocess`)."""
+
+    method: str = "standardize"  # "scale" | "standardize" | "lecun"
+    pad: int = 0  # 2 turns 28×28 into the paper's 32×32
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # "constant" | "step" | "exponential" | "cosine" | "lecun1998"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    build: Callable[[np.random.Generator], Sequential]
+    preprocessing: Preprocessing
+    defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        side = 28 + 2 * self.preprocessing.pad
+        return (1, side, side)
+
+
+def _lenet5(rng):
+    he = dict(weight_init="he_uniform", rng=rng)
+    return [
+        Conv2D(1, 6, 5, padding=2, **he), BatchNorm2D(6), ReLU(), MaxPool2D(2),
+        Conv2D(6, 16, 5, **he), BatchNorm2D(16), ReLU(), MaxPool2D(2),
+        Flatten(),
+        Dense(400, 120, **he), BatchNorm1D(120), ReLU(), Dropout(0.5, rng=_child(rng)),
+        Dense(120, 84, **he), BatchNorm1D(84), ReLU(), Dropout(0.5, rng=_child(rng)),
+        Dense(84, 10, weight_init="glorot_uniform", rng=rng),
+    ]
+
+
+def _classic(rng):
+    xavier = dict(weight_init="glorot_uniform", rng=rng)
+    return [
+        Conv2D(1, 6, 5, padding=2, **xavier), Sigmoid(), AvgPool2D(2),
+        Conv2D(6, 16, 5, **xavier), Sigmoid(), AvgPool2D(2),
+        Conv2D(16, 120, 5, **xavier), Sigmoid(),
+        Flatten(),
+        Dense(120, 84, **xavier), Sigmoid(),
+        Dense(84, 10, **xavier),
+    ]
+
+
+def _tanh(rng):
+    xavier = dict(weight_init="glorot_uniform", rng=rng)
+    return [
+        Conv2D(1, 6, 5, **xavier), Tanh(), AvgPool2D(2),
+        Conv2D(6, 16, 5, **xavier), Tanh(), AvgPool2D(2),
+        Conv2D(16, 120, 5, **xavier), Tanh(),
+        Flatten(),
+        Dense(120, 84, **xavier), Tanh(),
+        Dense(84, 10, **xavier),
+    ]
+
+
+def _relu(rng):
+    he = dict(weight_init="he_uniform", rng=rng)
+    return [
+        Conv2D(1, 6, 5, **he), ReLU(), MaxPool2D(2),
+        Conv2D(6, 16, 5, **he), ReLU(), MaxPool2D(2),
+        Flatten(),
+        Dense(400, 120, **he), ReLU(),
+        Dense(120, 84, **he), ReLU(),
+        Dense(84, 10, weight_init="glorot_uniform", rng=rng),
+    ]
+
+
+def _simple_cnn(rng):
+    he = dict(weight_init="he_uniform", rng=rng)
+    return [
+        Conv2D(1, 32, 3, padding=1, **he), ReLU(), MaxPool2D(2),
+        Conv2D(32, 64, 3, padding=1, **he), ReLU(), MaxPool2D(2),
+        Flatten(),
+        Dense(3136, 128, **he), ReLU(),
+        Dense(128, 10, weight_init="glorot_uniform", rng=rng),
+    ]
+
+
+def _lenet5_1998(rng):
+    """LeNet-5 as published, but for its last layer: the Euclidean RBF output units (with
+    hand-drawn 7×12 targets) are replaced by a dense layer under softmax cross-entropy."""
+    lecun = dict(weight_init="lecun_uniform_1998", rng=rng)
+    return [
+        ("c1", Conv2D(1, 6, 5, **lecun)), ("s2", Subsampling(6)), ("a2", ScaledTanh()),
+        ("c3", Conv2D(6, 16, 5, connections=C3_CONNECTIONS, **lecun)), ("s4", Subsampling(16)),
+        ("a4", ScaledTanh()),
+        ("c5", Conv2D(16, 120, 5, **lecun)), ("a5", ScaledTanh()),
+        ("flatten", Flatten()),
+        ("f6", Dense(120, 84, **lecun)), ("a6", ScaledTanh()),
+        ("output", Dense(84, 10, **lecun)),
+    ]
+
+
+def _child(rng: np.random.Generator) -> np.random.Generator:
+    # Dropout masks get their own stream so adding or removing a dropout layer does not
+    # change every weight drawn after it.
+    return np.random.default_rng(rng.integers(2**63))
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "lenet5", "LeNet-5 modernised: ReLU, max-pooling, BatchNorm and dropout (default)",
+            _lenet5, Preprocessing("standardize", 0),
+            TrainingDefaults(epochs=12, batch_size=128, optimizer="adam", lr=2e-3, schedule="cosine"),
+        ),
+        ModelSpec(
+            "classic", "The classic LeNet-5: sigmoid, average pooling, 28×28 input padded by C1",
+            _classic, Preprocessing("standardize", 0),
+            TrainingDefaults(epochs=20, batch_size=64, optimizer="adam", lr=2e-3, schedule="cosine"),
+        ),
+        ModelSpec(
+            "tanh", "LeNet-5 with tanh and average pooling on 32×32 input",
+            _tanh, Preprocessing("standardize", 2),
+            TrainingDefaults(epochs=12, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine"),
+        ),
+        ModelSpec(
+            "relu", "LeNet-5 with ReLU and max-pooling on 32×32 input",
+            _relu, Preprocessing("standardize", 2),
+            TrainingDefaults(epochs=12, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine"),
+        ),
+        ModelSpec(
+            "simple-cnn", "A small modern CNN: two 3×3 conv blocks and a 128-unit dense layer",
+            _simple_cnn, Preprocessing("standardize", 0),
+            TrainingDefaults(epochs=8, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine"),
+        ),
+        ModelSpec(
+            "lenet5-1998", "LeNet-5 as in LeCun et al. 1998: trainable subsampling, C3 table, scaled tanh",
+            _lenet5_1998, Preprocessing("lecun", 2),
+            TrainingDefaults(epochs=20, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9,
+                             schedule="cosine"),
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise Lenet5Error(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+
+
+def build_model(name: str = "lenet5", seed: int | None = 0) -> Sequential:
+    """A freshly initialised model; the same seed gives the same weights, bit for bit."""
+    spec = get_spec(name)
+    rng = np.random.default_rng(seed)
+    model = Sequential(*spec.build(rng), name=name, input_shape=spec.input_shape)
+    model.spec = spec
+    return model
