@@ -306,7 +306,7 @@ class Trainer:
                 if not np.isfinite(loss):
                     self._non_finite("loss")
                 self.optimizer.zero_grad()
-                self.model.backward(dlogits)
+                self.model.backward(dlogits, input_grad=False)
                 if not all(np.isfinite(p.grad).all() for p in self.optimizer.parameters):
                     self._non_finite("gradient")
                 self.optimizer.step()

@@ -112,17 +112,25 @@ class Conv2D(Module):
         return out.reshape(self.out_channels, oh, ow, batch)
 
     def _backward(self, dout):
+        dout_matrix = self._backward_parameters(dout)
         columns, padded_shape, weight = self._cache
-        dout_matrix = dout.reshape(self.out_channels, -1)
-        dweight = (dout_matrix @ columns.T).reshape(self.weight.shape)
-        if self.connections is not None:
-            dweight *= self.connections[:, :, None, None]
-        self.weight.grad += dweight
-        if self.bias is not None:
-            self.bias.grad += dout_matrix.sum(axis=1)
         dcolumns = weight.T.astype(dout.dtype, copy=False) @ dout_matrix
         dpadded = col2im(dcolumns, padded_shape, self.kernel_size, self.stride)
         return unpad_spatial(dpadded, self.padding)
+
+    def _backward_parameters(self, dout):
+        """Fill the weight and bias gradients only (the first layer needs no input gradient)."""
+        columns = self._cache[0]
+        dout_matrix = dout.reshape(self.out_channels, -1)
+        # (columns @ doutᵀ)ᵀ rather than dout @ columnsᵀ: BLAS runs the long shared axis
+        # faster as the contiguous inner axis of both operands (about 2x here).
+        dweight = (columns @ dout_matrix.T).T.reshape(self.weight.shape)
+        if self.connections is not None:
+            dweight = dweight * self.connections[:, :, None, None]
+        self.weight.grad += dweight
+        if self.bias is not None:
+            self.bias.grad += dout_matrix.sum(axis=1)
+        return dout_matrix
 
     def extra_repr(self):
         text = (

@@ -48,6 +48,11 @@ class Module:
     def _backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _backward_parameters(self, dout: np.ndarray) -> None:
+        """Fill parameter gradients without the input gradient, where a layer can save work
+        (the first layer of a model: nothing upstream needs it)."""
+        self._backward(dout)
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The output shape for one sample of `input_shape` (no batch axis)."""
         return tuple(input_shape)

@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .loss import SoftmaxCrossEntropy
+from .layout import to_batch_first, to_batch_last
 from .module import Module
 
 
@@ -70,9 +71,20 @@ class Sequential(Module):
             dout = layer._backward(dout)
         return dout
 
-    def backward(self, dout=None):
-        """Backpropagate `dout`, or, when omitted, the gradient of the last `loss` call."""
-        return super().backward(self.criterion.backward() if dout is None else dout)
+    def backward(self, dout=None, input_grad: bool = True):
+        """Backpropagate `dout`, or, when omitted, the gradient of the last `loss` call.
+
+        With `input_grad=False` only parameter gradients are computed and None is returned,
+        which spares the first layer's input gradient (a training step never uses it).
+        """
+        dout = to_batch_last(np.asarray(self.criterion.backward() if dout is None else dout))
+        layers = self.layers
+        for layer in reversed(layers[1:]):
+            dout = layer._backward(dout)
+        if not input_grad:
+            layers[0]._backward_parameters(dout)
+            return None
+        return to_batch_first(layers[0]._backward(dout))
 
     def output_shape(self, input_shape):
         for layer in self.layers:
