@@ -16,6 +16,8 @@ from .models import MODELS, get_spec
 
 
 def register(subparsers) -> None:
+    from .report import register as register_report
+
     _register_train(subparsers)
     parser = subparsers.add_parser("evaluate", help="evaluate a trained run on its test set")
     parser.add_argument("run_dir", type=Path, help="a run directory written by `lenet5 train`")
@@ -40,6 +42,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-6)
     parser.set_defaults(handler=gradcheck_command)
+    register_report(subparsers)
 
 
 def _register_train(subparsers) -> None:

@@ -1,0 +1,309 @@
+"""lenet5 against PyTorch on the CPU, the same networks side by side in one run.
+
+For each model and batch size, rounds alternate lenet5 and PyTorch so drift in the machine
+(thermal, other load) hits both. It prints training seconds per epoch (median, min, max),
+inference images per second, peak memory, lenet5's time per layer type, and the arithmetic
+floor (FLOPs per epoch over a measured matrix-multiply rate); it writes results.json.
+
+    python benchmarks/bench.py                   # the full table (several minutes)
+    python benchmarks/bench.py --images 12800    # a quicker estimate, scaled to an epoch
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+THREADS = 2
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
+os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
+
+import numpy as np  # noqa: E402
+
+EPOCH = 60_000
+
+
+def load_data(model_name: str):
+    from lenet5.data import load_dataset, preprocess
+    from lenet5.models import get_spec
+
+    spec = get_spec(model_name)
+    dataset = load_dataset("mnist")
+    kwargs = dict(method=spec.preprocessing.method, pad=spec.preprocessing.pad, mean=dataset.mean, std=dataset.std)
+    return (preprocess(dataset.train_images, **kwargs), dataset.train_labels.astype(np.int64),
+            preprocess(dataset.test_images, **kwargs), dataset.test_labels.astype(np.int64))
+
+
+# -- the two sides -------------------------------------------------------------------------
+class Lenet5Side:
+    name = "lenet5"
+
+    def __init__(self, model_name, seed=0):
+        from lenet5.models import build_model
+        from lenet5.nn import Adam, SoftmaxCrossEntropy
+
+        self.model = build_model(model_name, seed)
+        self.optimizer = Adam(self.model.parameters(), lr=1e-3)
+        self.loss = SoftmaxCrossEntropy()
+
+    def train(self, x, y, batch_size, order):
+        model, optimizer, loss = self.model, self.optimizer, self.loss
+        model.train()
+        for start in range(0, len(order), batch_size):
+            index = order[start: start + batch_size]
+            logits = model.forward(x[index])
+            _, dlogits = loss.value_and_grad(logits, y[index])
+            optimizer.zero_grad()
+            model.backward(dlogits, input_grad=False)
+            optimizer.step()
+
+    def infer(self, x, batch_size=1000):
+        return self.model.predict(x, batch_size)
+
+
+class TorchSide:
+    name = "pytorch"
+
+    def __init__(self, model_name, seed=0):
+        import torch
+
+        from lenet5.models import build_model
+        from lenet5.torch_twin import torch_twin
+
+        torch.set_num_threads(THREADS)
+        self.torch = torch
+        self.model = torch_twin(build_model(model_name, seed))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def train(self, x, y, batch_size, order):
+        torch, model, optimizer = self.torch, self.model, self.optimizer
+        model.train()
+        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        order = torch.from_numpy(order)
+        for start in range(0, len(order), batch_size):
+            index = order[start: start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(model(x[index]), y[index])
+            loss.backward()
+            optimizer.step()
+
+    def infer(self, x, batch_size=1000):
+        torch = self.torch
+        self.model.eval()
+        x = torch.from_numpy(x)
+        with torch.inference_mode():
+            return torch.cat([self.model(x[i: i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+SIDES = {"lenet5": Lenet5Side, "pytorch": TorchSide}
+
+
+# -- measurements --------------------------------------------------------------------------
+def time_training(model_name, batch_sizes, rounds, images, seed=0):
+    x, y, x_test, _ = load_data(model_name)
+    rng = np.random.default_rng(seed)
+    results = {}
+    for batch_size in batch_sizes:
+        sides = {name: cls(model_name, seed) for name, cls in SIDES.items()}
+        for side in sides.values():  # warm-up: first-call allocations, BLAS thread start
+            side.train(x, y, batch_size, rng.permutation(len(x))[: batch_size * 4])
+        times = collections.defaultdict(list)
+        for _ in range(rounds):
+            order = rng.permutation(len(x))[:images]
+            for name, side in sides.items():
+                started = time.perf_counter()
+                side.train(x, y, batch_size, order)
+                times[name].append((time.perf_counter() - started) * EPOCH / images)
+        results[batch_size] = dict(times)
+    inference = collections.defaultdict(list)
+    sides = {name: cls(model_name, seed) for name, cls in SIDES.items()}
+    for name, side in sides.items():
+        side.infer(x_test[:1000])
+    for _ in range(rounds):
+        for name, side in sides.items():
+            started = time.perf_counter()
+            side.infer(x_test)
+            inference[name].append(len(x_test) / (time.perf_counter() - started))
+    return results, dict(inference)
+
+
+def _memory_child(side_name, model_name, batch_size, steps, queue):
+    x, y, _, _ = load_data(model_name)
+    side = SIDES[side_name](model_name)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    order = np.random.default_rng(0).permutation(len(x))[: batch_size * steps]
+    side.train(x, y, batch_size, order)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put((peak * 1024, (peak - before) * 1024))
+
+
+def measure_memory(model_name, batch_size=256, steps=30):
+    """Peak RSS of a fresh process training each side, and its growth during training."""
+    context = multiprocessing.get_context("spawn")
+    out = {}
+    for name in SIDES:
+        queue = context.Queue()
+        process = context.Process(target=_memory_child, args=(name, model_name, batch_size, steps, queue))
+        process.start()
+        peak, growth = queue.get(timeout=600)
+        process.join()
+        out[name] = {"peak_rss_mb": peak / 2**20, "training_growth_mb": growth / 2**20}
+    return out
+
+
+LAYER_GROUPS = {
+    "Conv2D": "convolution", "MaxPool2D": "pooling", "AvgPool2D": "pooling", "Subsampling": "pooling",
+    "BatchNorm2D": "normalisation", "BatchNorm1D": "normalisation", "ReLU": "activations",
+    "Sigmoid": "activations", "Tanh": "activations", "ScaledTanh": "activations",
+    "Dropout": "activations", "Dense": "dense", "Flatten": "reshape",
+}
+
+
+def layer_split(model_name, batch_size, images, seed=0):
+    """lenet5's seconds per epoch by layer type, forward and backward, im2col/col2im apart."""
+    from lenet5.nn import conv, im2col
+
+    x, y, _, _ = load_data(model_name)
+    side = Lenet5Side(model_name, seed)
+    totals = collections.defaultdict(float)
+
+    def timed(function, key):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                totals[key] += time.perf_counter() - started
+        return wrapper
+
+    originals = (conv.im2col, conv.col2im)
+    conv.im2col, conv.col2im = timed(im2col.im2col, "im2col"), timed(im2col.col2im, "col2im")
+    for layer in side.model.layers:
+        group = LAYER_GROUPS.get(type(layer).__name__, type(layer).__name__)
+        layer._forward = timed(layer._forward, f"{group} forward")
+        layer._backward = timed(layer._backward, f"{group} backward")
+        layer._backward_parameters = timed(layer._backward_parameters, f"{group} backward")
+    side.optimizer.step = timed(side.optimizer.step, "optimiser")
+    side.optimizer.zero_grad = timed(side.optimizer.zero_grad, "optimiser")
+    side.loss.value_and_grad = timed(side.loss.value_and_grad, "loss")
+    order = np.random.default_rng(seed).permutation(len(x))[:images]
+    started = time.perf_counter()
+    side.train(x, y, batch_size, order)
+    total = time.perf_counter() - started
+    conv.im2col, conv.col2im = originals
+    scale = EPOCH / images
+    split = {key: value * scale for key, value in sorted(totals.items(), key=lambda kv: -kv[1])}
+    # im2col/col2im ran inside the convolution's own timers: report convolution without them.
+    for direction, inner in (("forward", "im2col"), ("backward", "col2im")):
+        if f"convolution {direction}" in split:
+            split[f"convolution {direction}"] -= split.get(inner, 0.0)
+    split["other (batching, Python)"] = total * scale - sum(totals.values()) * scale
+    return split
+
+
+def flops_per_epoch(model_name) -> float:
+    """Multiply-adds ×2 of the matrix products of one training epoch (forward + backward)."""
+    from lenet5.models import build_model
+    from lenet5.nn import Conv2D, Dense
+
+    model = build_model(model_name)
+    shape, flops, first = model.input_shape, 0.0, True
+    for layer in model.layers:
+        out = layer.output_shape(shape)
+        if isinstance(layer, Conv2D):
+            forward = 2 * out[0] * out[1] * out[2] * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, Dense):
+            forward = 2 * layer.in_features * layer.out_features
+        else:
+            forward = 0
+        # backward: the weight gradient, plus the input gradient for all but the first layer
+        flops += forward * (2 if first else 3)
+        if forward:
+            first = False
+        shape = out
+    return flops * EPOCH
+
+
+def matmul_rate(size=1024, repeats=10) -> float:
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    b = a.copy()
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+# -- report --------------------------------------------------------------------------------
+def stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="lenet5,classic,relu")
+    parser.add_argument("--batch-sizes", default="64,256")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--images", type=int, default=EPOCH, help="images timed per round (scaled to an epoch)")
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
+    args = parser.parse_args(argv)
+    import torch
+
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    rate = matmul_rate()
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {THREADS} threads, "
+                   f"Python {platform.python_version()}, NumPy {np.__version__}, PyTorch {torch.__version__}",
+        "images_per_round": args.images, "rounds": args.rounds,
+        "matmul_gflops": rate / 1e9, "models": {},
+    }
+    print(report["machine"])
+    print(f"float32 matrix-multiply rate: {rate / 1e9:.0f} GFLOP/s (1024x1024x1024)\n")
+    for model_name in args.models.split(","):
+        training, inference = time_training(model_name, batch_sizes, args.rounds, args.images)
+        memory = measure_memory(model_name)
+        split = layer_split(model_name, 256, min(args.images, 12_800))
+        flops = flops_per_epoch(model_name)
+        entry = {"training": {}, "inference": {}, "memory": memory, "layer_split_batch256": split,
+                 "flops_per_epoch": flops, "floor_seconds_per_epoch": flops / rate}
+        print(f"== {model_name}")
+        print(f"  {'training s/epoch':<22}{'lenet5 (med/min/max)':>24}{'pytorch (med/min/max)':>26}{'ratio':>8}")
+        for batch_size, times in training.items():
+            ours, theirs = stats(times["lenet5"]), stats(times["pytorch"])
+            ratio = statistics.median(a / b for a, b in zip(times["lenet5"], times["pytorch"]))
+            entry["training"][batch_size] = {"lenet5": ours, "pytorch": theirs, "ratio": ratio}
+            print(f"  batch {batch_size:<16}{ours['median']:>8.2f} {ours['min']:>6.2f} {ours['max']:>6.2f}"
+                  f"{theirs['median']:>12.2f} {theirs['min']:>6.2f} {theirs['max']:>6.2f}{ratio:>8.2f}")
+        ours, theirs = stats(inference["lenet5"]), stats(inference["pytorch"])
+        ratio = statistics.median(a / b for a, b in zip(inference["lenet5"], inference["pytorch"]))
+        entry["inference"] = {"lenet5": ours, "pytorch": theirs, "ratio": ratio}
+        print(f"  inference img/s       {ours['median']:>10,.0f}{theirs['median']:>26,.0f}{ratio:>10.2f}")
+        print(f"  peak RSS, training at batch 256: lenet5 {memory['lenet5']['peak_rss_mb']:.0f} MB "
+              f"(+{memory['lenet5']['training_growth_mb']:.0f} MB while training), pytorch "
+              f"{memory['pytorch']['peak_rss_mb']:.0f} MB (+{memory['pytorch']['training_growth_mb']:.0f} MB); "
+              f"ratio {memory['lenet5']['peak_rss_mb'] / memory['pytorch']['peak_rss_mb']:.2f}")
+        print(f"  arithmetic floor: {flops / 1e9:.0f} GFLOP/epoch / {rate / 1e9:.0f} GFLOP/s = "
+              f"{flops / rate:.2f} s/epoch")
+        print("  lenet5 time by layer type at batch 256 (s/epoch): " +
+              ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
+        print()
+        report["models"][model_name] = entry
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {args.output}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""`lenet5 report RUN_DIR`: pictures of a run and one self-contained page that holds them.
+
+Everything is drawn with matplotlib's Agg backend (no display), from the run's files and
+the model itself; pictures that need only the model are made even without a history.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import Lenet5Error
+from .fileio import atomic_write, atomic_write_text
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise Lenet5Error("reports need matplotlib: pip install 'lenet5[report]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    return path
+
+
+def plot_history(history: list[dict], path: Path) -> Path:
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, label in (("loss", "training"), ("val_loss", "validation")):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            loss_axis.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=label)
+    for key, label in (("accuracy", "training"), ("val_accuracy", "validation")):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            accuracy_axis.plot(epochs, [np.nan if v is None else v * 100 for v in values], marker="o", label=label)
+    loss_axis.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy loss")
+    accuracy_axis.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return _save(figure, path)
+
+
+def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) -> Path:
+    plt = _pyplot()
+    classes = len(class_names)
+    figure, (matrix_axis, bar_axis) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.25, 1]})
+    # Off-diagonal cells are tiny next to the diagonal; a log scale shows both.
+    image = matrix_axis.imshow(np.log1p(confusion), cmap="Blues")
+    threshold = np.log1p(confusion).max() / 2
+    for row in range(classes):
+        for column in range(classes):
+            value = confusion[row, column]
+            if value:
+                matrix_axis.text(column, row, str(value), ha="center", va="center", fontsize=7,
+                                 color="white" if np.log1p(value) > threshold else "black")
+    matrix_axis.set_xticks(range(classes), class_names, rotation=45, ha="right")
+    matrix_axis.set_yticks(range(classes), class_names)
+    matrix_axis.set(title="Confusion matrix (test set, counts)", xlabel="predicted class", ylabel="true class")
+    figure.colorbar(image, ax=matrix_axis, fraction=0.046, label="log(1 + count)")
+    totals = confusion.sum(axis=1)
+    per_class = np.divide(np.diag(confusion), totals, out=np.zeros(classes), where=totals > 0) * 100
+    bar_axis.barh(range(classes), per_class, color="tab:blue")
+    bar_axis.set_yticks(range(classes), class_names)
+    bar_axis.invert_yaxis()
+    low = max(0.0, float(per_class.min()) - 2)
+    bar_axis.set_xlim(low, 100)
+    for index, value in enumerate(per_class):
+        bar_axis.text(value, index, f" {value:.2f}%", va="center", fontsize=8)
+    bar_axis.set(title="Per-class accuracy", xlabel="accuracy (%)", ylabel="class")
+    return _save(figure, path)
+
+
+def plot_filters(weight: np.ndarray, title: str, path: Path) -> Path:
+    """A grid of conv filters: one row per output map, one column per input channel."""
+    plt = _pyplot()
+    out_maps, in_maps = weight.shape[:2]
+    figure, axes = plt.subplots(out_maps, in_maps, figsize=(max(2.5, in_maps * 0.75), max(2.5, out_maps * 0.75)),
+                                squeeze=False)
+    limit = np.abs(weight).max() or 1.0
+    for f in range(out_maps):
+        for c in range(in_maps):
+            axis = axes[f, c]
+            axis.imshow(weight[f, c], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c == 0:
+                axis.set_ylabel(f"out {f}", fontsize=7)
+            if f == out_maps - 1:
+                axis.set_xlabel(f"in {c}", fontsize=7)
+    figure.suptitle(f"{title}\n(rows: output map, columns: input channel; red > 0 > blue)")
+    return _save(figure, path)
+
+
+def feature_maps(model, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(layer name, activation (C, H, W)) after every convolution and pooling stage for one image."""
+    from .nn import AvgPool2D, Conv2D, MaxPool2D, Subsampling
+    from .nn.layout import to_batch_first, to_batch_last
+
+    model.eval()
+    stages = []
+    current = to_batch_last(np.asarray(x, np.float32))
+    for name, layer in zip(model.layer_names, model.layers):
+        current = layer._forward(current)
+        if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D, Subsampling)):
+            stages.append((f"{name} ({type(layer).__name__})", np.array(to_batch_first(current))[0]))
+    return stages
+
+
+def plot_feature_maps(image: np.ndarray, stages, label: str, path: Path) -> Path:
+    plt = _pyplot()
+    columns = max(len(maps) for _, maps in stages)
+    columns = min(columns, 16)
+    rows = len(stages) + 1
+    figure, axes = plt.subplots(rows, columns + 1, figsize=((columns + 1) * 0.9, rows * 1.05), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    axes[0, 0].imshow(image, cmap="gray")
+    axes[0, 0].set_title(f"input\n(label {label})", fontsize=7)
+    for row, (name, maps) in enumerate(stages, start=1):
+        axes[row, 0].text(0.5, 0.5, name.replace(" (", "\n("), ha="center", va="center", fontsize=7)
+        for column in range(min(len(maps), columns)):
+            axes[row, column + 1].imshow(maps[column], cmap="viridis")
+            axes[row, column + 1].set_title(f"map {column}", fontsize=6)
+    figure.suptitle("Feature maps of one test digit through each convolution and pooling stage"
+                    + (f" (first {columns} maps)" if any(len(m) > columns for _, m in stages) else ""))
+    return _save(figure, path)
+
+
+def plot_confident_errors(images, labels, predictions, confidences, class_names, path: Path, count=16) -> Path:
+    plt = _pyplot()
+    wrong = np.flatnonzero(predictions != labels)
+    order = wrong[np.argsort(-confidences[wrong])][:count]
+    columns = 8
+    rows = max(1, int(np.ceil(len(order) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.35, rows * 1.7), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, index in zip(axes.ravel(), order):
+        axis.imshow(images[index], cmap="gray_r")
+        axis.set_title(f"true {class_names[labels[index]]}\npred {class_names[predictions[index]]} "
+                       f"{confidences[index] * 100:.0f}%", fontsize=7)
+    figure.suptitle(f"The {len(order)} most confidently wrong test images (of {len(wrong)} errors)")
+    return _save(figure, path)
+
+
+def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
+    """Write RUN_DIR/report/*.png and index.html; returns the page's path."""
+    from .commands import preprocess_like
+    from .data import load_dataset
+    from .evaluation import evaluate
+    from .nn import Conv2D
+    from .serialization import load_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise Lenet5Error(f"{run_dir}: no such run directory")
+    if not (run_dir / "model.npz").is_file():
+        raise Lenet5Error(f"{run_dir}: no model.npz, so no report (finish the run with `lenet5 train --resume`)")
+    started = time.perf_counter()
+    model, metadata = load_model(run_dir)
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=data_dir)
+    class_names = list(metadata.get("class_names") or dataset.class_names)
+    x_test = preprocess_like(dataset.test_images, metadata)
+    if not 0 <= index < len(x_test):
+        raise Lenet5Error(f"--index {index} is outside the test set (0..{len(x_test) - 1})")
+    metrics = evaluate(model, x_test, dataset.test_labels)
+    probabilities = model.predict_proba(x_test)
+    predictions = probabilities.argmax(axis=1)
+    pictures: list[tuple[str, Path]] = []
+
+    history_path = run_dir / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    if history:
+        pictures.append(("Training curves", plot_history(history, out / "training_curves.png")))
+    confusion = np.array(metrics["confusion_matrix"])
+    pictures.append(("Confusion matrix and per-class accuracy",
+                     plot_confusion(confusion, class_names, out / "confusion_matrix.png")))
+    convolutions = [(name, layer) for name, layer in zip(model.layer_names, model.layers) if isinstance(layer, Conv2D)]
+    for position, (name, layer) in enumerate(convolutions[:2], start=1):
+        pictures.append((f"Filters of {name}", plot_filters(
+            layer.weight.value * (layer.connections[:, :, None, None] if layer.connections is not None else 1),
+            f"Learned {layer.kernel_size[0]}×{layer.kernel_size[1]} filters of {name}", out / f"filters_conv{position}.png")))
+    stages = feature_maps(model, x_test[index: index + 1])
+    pictures.append(("Feature maps", plot_feature_maps(
+        dataset.test_images[index], stages, class_names[dataset.test_labels[index]], out / "feature_maps.png")))
+    pictures.append(("Most confidently wrong", plot_confident_errors(
+        dataset.test_images, dataset.test_labels, predictions, probabilities.max(axis=1), class_names,
+        out / "confident_errors.png")))
+    page = out / "index.html"
+    atomic_write_text(page, _page(run_dir, metadata, metrics, history, pictures, class_names))
+    (out / "report.json").write_text(json.dumps({
+        "seconds": time.perf_counter() - started,
+        "pictures": [str(path.name) for _, path in pictures],
+        "feature_map_shapes": {name: list(maps.shape) for name, maps in stages},
+        "confusion_matrix": metrics["confusion_matrix"], "accuracy": metrics["accuracy"],
+    }, indent=2) + "\n")
+    return page
+
+
+def _page(run_dir, metadata, metrics, history, pictures, class_names) -> str:
+    def embed(path: Path) -> str:
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+    settings = metadata.get("hyperparameters", {})
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in settings.items() if v is not None)
+    headline = [("test accuracy", f"{metrics['accuracy'] * 100:.2f}%"),
+                ("test error rate", f"{metrics['error_rate'] * 100:.2f}%"),
+                ("test loss", f"{metrics['loss']:.4f}"), ("test images", f"{metrics['count']:,}")]
+    if history:
+        last = history[-1]
+        headline.append(("epochs", str(last["epoch"])))
+        if last.get("val_accuracy") is not None:
+            headline.append(("validation accuracy", f"{last['val_accuracy'] * 100:.2f}%"))
+    metric_rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in headline)
+    per_class = "".join(f"<tr><th>{html.escape(n)}</th><td>{a * 100:.2f}%</td></tr>"
+                        for n, a in zip(class_names, metrics["per_class_accuracy"]))
+    figures = "".join(f'<figure><h2>{html.escape(title)}</h2><img src="{embed(path)}" alt="{html.escape(title)}">'
+                      f"</figure>" for title, path in pictures)
+    title = f"lenet5 report: {metadata['architecture']} on {metadata.get('dataset', 'mnist')}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0 2em 1em 0; display: inline-table; vertical-align: top; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }}
+figure {{ margin: 2em 0; }} img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Run directory: <code>{html.escape(str(run_dir))}</code></p>
+<table><caption>Metrics</caption>{metric_rows}</table>
+<table><caption>Settings</caption>{rows}</table>
+<table><caption>Per-class accuracy</caption>{per_class}</table>
+{figures}
+</body></html>
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("report", help="pictures and an HTML page of a run")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--index", type=int, default=0, help="test image shown in the feature maps (0)")
+    parser.add_argument("--data-dir", type=Path)
+    parser.set_defaults(handler=lambda args: _report_command(args))
+
+
+def _report_command(args) -> int:
+    page = make_report(args.run_dir, index=args.index, data_dir=args.data_dir)
+    print(f"report written: {page}")
+    return 0
