@@ -62,7 +62,8 @@ class ModelSpec:
 
 
 def _lenet5(rng):
-    he = dict(weight_init="he_uniform", rng=rng)
+    # No bias before BatchNorm: its mean subtraction would cancel it (as in ResNet).
+    he = dict(weight_init="he_uniform", rng=rng, bias=False)
     return [
         Conv2D(1, 6, 5, padding=2, **he), BatchNorm2D(6), ReLU(), MaxPool2D(2),
         Conv2D(6, 16, 5, **he), BatchNorm2D(16), ReLU(), MaxPool2D(2),

@@ -50,22 +50,24 @@ class _BatchNorm(Module):
                     f"{self!r}: training needs more than one value per channel, found input {x.shape[::-1]}"
                 )
             mean = rows.mean(axis=1)
-            centred = rows - mean[:, None]
-            var = np.einsum("ij,ij->i", centred, centred) / count
+            normalised = rows - mean[:, None]  # centred here, normalised in place below
+            var = np.einsum("ij,ij->i", normalised, normalised) / count
             inv_std = 1.0 / np.sqrt(var + self.eps)
-            normalised = centred * inv_std[:, None]
+            normalised *= inv_std[:, None]
             m = self.momentum
             self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(self.running_mean.dtype)
             unbiased = var * (count / (count - 1))
             self.running_var = ((1 - m) * self.running_var + m * unbiased).astype(self.running_var.dtype)
             self._cache = (normalised, inv_std, gamma)
-            out = normalised * gamma + beta
+            out = normalised * gamma
+            out += beta
         else:
             inv_std = (1.0 / np.sqrt(self.running_var + self.eps)).astype(x.dtype)
             scale = gamma * inv_std[:, None]
             shift = beta - self.running_mean.astype(x.dtype)[:, None] * scale
             self._cache = (rows, inv_std, gamma)
-            out = rows * scale + shift
+            out = rows * scale
+            out += shift
         self._cached_training = self.training
         return out.reshape(x.shape)
 
@@ -85,7 +87,9 @@ class _BatchNorm(Module):
         # dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)), the batch-mean terms coming from
         # the mean and variance depending on every sample of the channel.
         count = rows.shape[1]
-        dx = rows - (dbeta / count)[:, None] - normalised * (dgamma / count)[:, None]
+        dx = normalised * (-dgamma / count)[:, None]
+        dx += rows
+        dx -= (dbeta / count)[:, None]
         dx *= gamma * inv_std[:, None]
         return dx.reshape(dout.shape)
 

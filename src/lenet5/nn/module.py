@@ -145,9 +145,10 @@ class Module:
         buffer_owners = dict(self._named_buffer_owners())
         for name, value in state.items():
             if name in parameters:
+                # In place, so views held elsewhere (an optimizer's flat buffer) stay valid.
                 target = parameters[name]
-                target.value = np.array(value, dtype=target.value.dtype, copy=True)
-                target.grad = np.zeros_like(target.value)
+                target.value[...] = value
+                target.grad.fill(0.0)
             elif name in buffer_owners:
                 owner, attribute = buffer_owners[name]
                 dtype = getattr(owner, attribute).dtype

@@ -50,11 +50,18 @@ def adam_update(value, grad, state, lr, weight_decay, beta1, beta2, eps, step, d
 
 
 class Optimizer:
-    """Holds the parameters, the learning rate and one state dict per parameter.
+    """Holds the parameters, the learning rate and the per-parameter state.
 
     Args:
         parameters: a list of `Parameter` (e.g. `model.parameters()`).
         lr: learning rate, > 0. weight_decay: L2 coefficient λ ≥ 0.
+
+    Why flat: on construction every parameter's value and gradient become views into one
+    flat array each, so a step is a handful of NumPy calls over all 60,000 weights instead
+    of a handful per parameter (LeNet-5 has 18 parameter arrays; the per-call overhead was
+    5% of an epoch). The state (Adam's moments, momentum) is flat the same way; element i
+    of it belongs to the parameter whose view covers i. If something replaces a parameter's
+    array (e.g. `Module.to`), the next step re-flattens.
     """
 
     name = "optimizer"
@@ -69,33 +76,59 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, found {weight_decay!r}")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
-        self.state: list[dict[str, np.ndarray]] = [{} for _ in self.parameters]
+        self.state: dict[str, np.ndarray] = {}
         self.steps = 0
+        self._flatten()
+
+    def _flatten(self) -> None:
+        dtype = np.result_type(*[p.value.dtype for p in self.parameters])
+        total = sum(p.size for p in self.parameters)
+        self.flat_value = np.empty(total, dtype)
+        self.flat_grad = np.empty(total, dtype)
+        self.slices = []
+        offset = 0
+        for parameter in self.parameters:
+            span = slice(offset, offset + parameter.size)
+            value, grad = self.flat_value[span].reshape(parameter.shape), self.flat_grad[span].reshape(parameter.shape)
+            value[...], grad[...] = parameter.value, parameter.grad
+            parameter.value, parameter.grad = value, grad
+            self.slices.append(span)
+            offset += parameter.size
+        self.state = {key: array.astype(dtype) for key, array in self.state.items()}
+
+    def _flat(self) -> bool:
+        return all(p.value.base is self.flat_value and p.grad.base is self.flat_grad for p in self.parameters)
 
     def zero_grad(self) -> None:
-        for parameter in self.parameters:
-            parameter.zero_grad()
+        if self._flat():
+            self.flat_grad.fill(0.0)
+        else:
+            for parameter in self.parameters:
+                parameter.zero_grad()
 
     def step(self) -> None:
+        if not self._flat():
+            self._flatten()
         self.steps += 1
-        for parameter, state in zip(self.parameters, self.state):
-            self._update(parameter.value, parameter.grad, state)
+        self._update(self.flat_value, self.flat_grad, self.state)
 
     def _update(self, value, grad, state) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Flat arrays for a checkpoint: `steps`, `lr` and `state.<index>.<name>`."""
+        """Flat arrays for a checkpoint: `steps`, `lr` and `state.<index>.<name>` per parameter."""
         flat = {"steps": np.array(self.steps), "lr": np.array(self.lr)}
-        for index, state in enumerate(self.state):
-            for key, array in state.items():
-                flat[f"state.{index}.{key}"] = array.copy()
+        for key, array in self.state.items():
+            for index, (span, parameter) in enumerate(zip(self.slices, self.parameters)):
+                flat[f"state.{index}.{key}"] = array[span].reshape(parameter.shape).copy()
         return flat
 
     def load_state_dict(self, flat: dict[str, np.ndarray]) -> None:
         from ..errors import CheckpointError
 
-        states: list[dict[str, np.ndarray]] = [{} for _ in self.parameters]
+        dtype = self.flat_value.dtype
+        state: dict[str, np.ndarray] = {}
+        seen: dict[str, set] = {}
         for key, array in flat.items():
             if not key.startswith("state."):
                 continue
@@ -103,8 +136,13 @@ class Optimizer:
             index = int(index_text)
             if index >= len(self.parameters) or array.shape != self.parameters[index].shape:
                 raise CheckpointError(f"optimizer state {key!r} does not match the model's parameters")
-            states[index][name] = np.array(array, dtype=self.parameters[index].value.dtype)
-        self.state = states
+            buffer = state.setdefault(name, np.zeros_like(self.flat_value, dtype=dtype))
+            buffer[self.slices[index]] = np.asarray(array, dtype=dtype).reshape(-1)
+            seen.setdefault(name, set()).add(index)
+        for name, indices in seen.items():
+            if len(indices) != len(self.parameters):
+                raise CheckpointError(f"optimizer state {name!r} is missing for some parameters")
+        self.state = state
         self.steps = int(flat["steps"])
         self.lr = float(flat["lr"])
 
