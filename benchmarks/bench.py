@@ -68,7 +68,7 @@ class Lenet5Side:
             model.backward(dlogits, input_grad=False)
             optimizer.step()
 
-    def infer(self, x, batch_size=1000):
+    def infer(self, x, batch_size=128):
         return self.model.predict(x, batch_size)
 
 

@@ -30,7 +30,8 @@ class Sigmoid(Module):
     prefix = "sigmoid"
 
     def _forward(self, x):
-        out = np.tanh(x * 0.5)
+        out = np.multiply(x, 0.5)
+        np.tanh(out, out=out)
         out += 1
         out *= 0.5
         self._out = out
