@@ -200,6 +200,7 @@ class Trainer:
         self.step = 0  # batches of it already done
         self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.epoch_start_shuffle_state = self.shuffle_rng.bit_generator.state
+        self._stop_requested = self._graceful = False
 
     def preprocessing_metadata(self) -> dict[str, Any]:
         return {**asdict(self.model.spec.preprocessing), "mean": self.splits.mean, "std": self.splits.std}
@@ -265,22 +266,39 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
-        """Train until `config.epochs`; Ctrl-C or SIGTERM saves a checkpoint, then re-raises."""
-        previous = signal.getsignal(signal.SIGTERM)
+        """Train until `config.epochs`.
+
+        Ctrl-C or SIGTERM asks for a stop; the step in progress finishes, a checkpoint is
+        saved and KeyboardInterrupt is raised. Stopping only between steps keeps the
+        checkpoint consistent (weights, optimiser and step counter all after the same step).
+        A second Ctrl-C stops at once, keeping the last checkpoint written.
+        """
+        self._stop_requested = self._graceful = False
+        handlers = {}
         if _in_main_thread():
-            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                handlers[signum] = signal.signal(signum, self._request_stop)
         try:
             while self.epoch < self.config.epochs:
                 self._run_epoch()
         except KeyboardInterrupt:
-            self.save_checkpoint()
-            print(f"\ninterrupted: checkpoint saved in {self.checkpoint_path} "
-                  f"(epoch {self.epoch + 1}, step {self.step}); continue with --resume", file=sys.stderr)
+            if self._graceful:
+                self.save_checkpoint()
+                print(f"\ninterrupted: checkpoint saved in {self.checkpoint_path} "
+                      f"(epoch {self.epoch + 1}, step {self.step}); continue with --resume", file=sys.stderr)
+            else:
+                print(f"\nstopped at once; the last checkpoint written is kept in {self.checkpoint_path}",
+                      file=sys.stderr)
             raise
         finally:
-            if _in_main_thread():
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         return self.history
+
+    def _request_stop(self, signum, frame) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
 
     def _run_epoch(self) -> None:
         config, splits = self.config, self.splits
@@ -315,6 +333,9 @@ class Trainer:
                 self.partial["correct"] += int((logits.argmax(axis=1) == y).sum())
                 self.partial["seen"] += len(y)
                 self.partial["seconds"] = time.perf_counter() - started
+                if self._stop_requested:
+                    self._graceful = True
+                    raise KeyboardInterrupt
                 if bar.enabled:
                     bar.update(1, loss=f"{self.partial['loss_sum'] / self.partial['seen']:.4f}",
                                acc=f"{self.partial['correct'] / self.partial['seen']:.4f}",
@@ -432,5 +453,3 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt

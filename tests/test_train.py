@@ -1,0 +1,150 @@
+"""The trainer: files of a run, determinism, resume, non-finite loss, bad settings."""
+
+import csv
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from lenet5.errors import Lenet5Error
+from lenet5.serialization import load_arrays, load_model
+from lenet5.train import DataSplits, Trainer, TrainConfig, TrainingError, prepare_run_dir
+
+
+def synthetic_splits(n_train=192, n_val=32, n_test=48, side=28, seed=0) -> DataSplits:
+    """Ten classes a small CNN can tell apart: a bright square whose place encodes the class."""
+    rng = np.random.default_rng(seed)
+
+    def make(count):
+        labels = rng.integers(0, 10, count)
+        images = rng.normal(0, 0.3, (count, 1, side, side)).astype(np.float32)
+        for index, label in enumerate(labels):
+            row, col = divmod(int(label), 5)
+            images[index, 0, 4 + row * 10: 10 + row * 10, 2 + col * 5: 6 + col * 5] += 2.0
+        return images, labels.astype(np.int64)
+
+    (x, y), (xv, yv), (xt, yt) = make(n_train), make(n_val), make(n_test)
+    return DataSplits(x, y, xv, yv, xt, yt, [str(i) for i in range(10)])
+
+
+def small_config(**overrides) -> TrainConfig:
+    settings = dict(model="lenet5", epochs=3, batch_size=32, optimizer="adam", lr=3e-3, schedule="cosine",
+                    validation=32, seed=7)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def run(tmp_path, name="run", splits=None, **overrides):
+    run_dir = tmp_path / name
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = Trainer(small_config(**overrides), run_dir, splits or synthetic_splits(), progress=False,
+                      log=open(run_dir / "log.txt", "w"))
+    trainer.fit()
+    metrics = trainer.finish(trainer.splits.class_names)
+    return trainer, metrics, run_dir
+
+
+def test_a_run_writes_every_file_and_learns(tmp_path):
+    trainer, metrics, run_dir = run(tmp_path, epochs=4)
+    for name in ("model.npz", "model.json", "checkpoint.npz", "history.csv", "history.json", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert saved["test_accuracy"] > 0.5  # chance is 0.1
+    assert saved["test_count"] == 48
+    assert np.array(saved["confusion_matrix"]).sum() == 48
+    rows = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    model, metadata = load_model(run_dir)
+    assert metadata["architecture"] == "lenet5" and metadata["metrics"]["test_accuracy"] == saved["test_accuracy"]
+    for name, value in trainer.model.state_dict().items():
+        assert np.array_equal(model.state_dict()[name], value), name
+
+
+def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
+    first, metrics_a, _ = run(tmp_path, "a")
+    second, metrics_b, _ = run(tmp_path, "b")
+    for name, value in first.model.state_dict().items():
+        assert np.array_equal(second.model.state_dict()[name], value), name
+    strip = lambda history: [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+                             for row in history]
+    assert strip(first.history) == strip(second.history)
+    assert metrics_a["test_accuracy"] == metrics_b["test_accuracy"]
+    third, _, _ = run(tmp_path, "c", seed=8)
+    assert not np.array_equal(third.model.state_dict()["conv1.weight"], first.model.state_dict()["conv1.weight"])
+
+
+@pytest.mark.parametrize("interrupt_at_step", [3, 6, 13])  # mid-epoch, epoch boundary, last epoch
+def test_resume_after_interrupt_is_bit_identical(tmp_path, interrupt_at_step):
+    splits = synthetic_splits()
+    reference, _, _ = run(tmp_path, "reference", splits=splits, optimizer="momentum")
+
+    run_dir = tmp_path / "interrupted"
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = Trainer(small_config(optimizer="momentum"), run_dir, splits, progress=False, log=open(run_dir / "log", "w"))
+    original_step = trainer.optimizer.step
+    calls = {"n": 0}
+
+    def step_then_interrupt():
+        original_step()
+        calls["n"] += 1
+        if calls["n"] == interrupt_at_step:  # Ctrl-C arriving in the middle of a step
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.optimizer.step = step_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    resumed = Trainer(small_config(optimizer="momentum"), run_dir, splits, progress=False, log=open(run_dir / "log2", "w"))
+    resumed.restore()
+    resumed.fit()
+    for name, value in reference.model.state_dict().items():
+        assert np.array_equal(resumed.model.state_dict()[name], value), name
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in reference.history]
+    assert resumed.optimizer.steps == reference.optimizer.steps
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path):
+    splits = synthetic_splits()
+    run_dir = tmp_path / "nan"
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = Trainer(small_config(epochs=3), run_dir, splits, progress=False, log=open(run_dir / "log", "w"))
+    trainer.fit()  # three good epochs, then poison the data of a fourth
+    good = load_arrays(run_dir / "checkpoint.npz", kind="checkpoint")[0]
+    trainer.config.epochs = 4
+    trainer.splits.x_train[5:] = np.nan
+    with pytest.raises(TrainingError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "non-finite loss at epoch 4, step 1" in message and "checkpoint" in message
+    kept = load_arrays(run_dir / "checkpoint.npz", kind="checkpoint")[0]
+    assert all(np.array_equal(kept[k], good[k]) for k in good)
+
+
+def test_run_directory_is_never_mixed_up(tmp_path):
+    run(tmp_path, "done", epochs=1)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        prepare_run_dir(tmp_path / "done", resume=False, overwrite=False)
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        prepare_run_dir(tmp_path / "empty", resume=True, overwrite=False)
+    prepare_run_dir(tmp_path / "done", resume=False, overwrite=True)
+    assert not (tmp_path / "done" / "model.npz").exists()
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("optimizer", "rmsprop", "unknown optimizer"), ("schedule", "warm", "unknown schedule"),
+    ("epochs", 0, "epochs must be a positive integer"), ("lr", -1.0, "lr must be > 0"),
+    ("model", "lenet7", "unknown model"),
+])
+def test_bad_settings_are_one_line_errors(field, value, expected):
+    with pytest.raises(Lenet5Error, match=expected):
+        small_config(**{field: value}).resolved()
+
+
+def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp_path):
+    splits = synthetic_splits(n_train=70, n_test=37)
+    trainer, metrics, _ = run(tmp_path, splits=splits, epochs=1, batch_size=32)
+    assert trainer.optimizer.steps == 3  # 32 + 32 + 6
+    assert metrics["test_count"] == 37
