@@ -1,0 +1,67 @@
+"""Train every model of the zoo with its default settings and fixed seeds; print the table.
+
+    python benchmarks/accuracy.py                 # all models (about 20 minutes on 2 cores)
+    python benchmarks/accuracy.py --models relu   # some of them
+
+Each run is an ordinary `lenet5 train` run directory under runs/accuracy/<model>; the table
+(test accuracy, its bar, epochs, training time) goes to stdout and benchmarks/accuracy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from lenet5.models import MODELS
+from lenet5.train import Trainer, TrainConfig, load_splits, prepare_run_dir
+
+BARS = {"lenet5": 0.992, "relu": 0.990, "tanh": 0.988, "classic": 0.985, "simple-cnn": 0.992, "lenet5-1998": 0.988}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/accuracy"))
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("accuracy.json"))
+    args = parser.parse_args(argv)
+    previous = json.loads(args.output.read_text()) if args.output.is_file() else {"models": {}}
+    rows = previous.get("models", {})
+    for name in args.models.split(","):
+        config = TrainConfig(model=name, seed=args.seed)
+        run_dir = args.out / name
+        prepare_run_dir(run_dir, resume=False, overwrite=True)
+        started = time.perf_counter()
+        trainer = Trainer(config, run_dir, load_splits(config), progress=False)
+        trainer.fit()
+        metrics = trainer.finish(trainer.splits.class_names)
+        c = trainer.config
+        rows[name] = {
+            "test_accuracy": metrics["test_accuracy"], "bar": BARS.get(name),
+            "epochs": c.epochs, "batch_size": c.batch_size, "optimizer": c.optimizer, "lr": c.lr,
+            "schedule": c.schedule, "seed": c.seed, "parameters": trainer.model.num_parameters(),
+            "train_seconds": metrics["train_seconds"], "total_seconds": time.perf_counter() - started,
+        }
+        print(f"{name}: {metrics['test_accuracy'] * 100:.2f}%", flush=True)
+    report = {"date": datetime.date.today().isoformat(),
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+              "models": rows}
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n| model | parameters | test accuracy | bar | epochs | batch | optimizer, lr, schedule | training time |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for name, row in rows.items():
+        bar = f"≥ {row['bar'] * 100:.1f}%" if row.get("bar") else "—"
+        verdict = "" if not row.get("bar") else (" ✓" if row["test_accuracy"] >= row["bar"] else " ✗")
+        print(f"| `{name}` | {row['parameters']:,} | {row['test_accuracy'] * 100:.2f}%{verdict} | {bar} | "
+              f"{row['epochs']} | {row['batch_size']} | {row['optimizer']}, {row['lr']:g}, {row['schedule']} | "
+              f"{row['train_seconds']:.0f} s |")
+    return 0 if all(r["test_accuracy"] >= (r.get("bar") or 0) for r in rows.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
