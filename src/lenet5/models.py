@@ -148,7 +148,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "lenet5", "LeNet-5 modernised: ReLU, max-pooling, BatchNorm and dropout (default)",
             _lenet5, Preprocessing("standardize", 0),
-            TrainingDefaults(epochs=12, batch_size=128, optimizer="adam", lr=2e-3, schedule="cosine"),
+            TrainingDefaults(epochs=20, batch_size=128, optimizer="adam", lr=2e-3, schedule="cosine"),
         ),
         ModelSpec(
             "classic", "The classic LeNet-5: sigmoid, average pooling, 28×28 input padded by C1",
@@ -163,17 +163,17 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "relu", "LeNet-5 with ReLU and max-pooling on 32×32 input",
             _relu, Preprocessing("standardize", 2),
-            TrainingDefaults(epochs=12, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine"),
+            TrainingDefaults(epochs=15, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine"),
         ),
         ModelSpec(
             "simple-cnn", "A small modern CNN: two 3×3 conv blocks and a 128-unit dense layer",
             _simple_cnn, Preprocessing("standardize", 0),
-            TrainingDefaults(epochs=8, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine"),
+            TrainingDefaults(epochs=10, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine"),
         ),
         ModelSpec(
             "lenet5-1998", "LeNet-5 as in LeCun et al. 1998: trainable subsampling, C3 table, scaled tanh",
             _lenet5_1998, Preprocessing("lecun", 2),
-            TrainingDefaults(epochs=20, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9,
+            TrainingDefaults(epochs=15, batch_size=64, optimizer="momentum", lr=0.02, momentum=0.9,
                              schedule="cosine"),
         ),
     )

@@ -6,6 +6,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lenet5.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, write_idx
 from lenet5.errors import DataError
@@ -98,3 +99,32 @@ def test_writes_are_atomic(tmp_path):
         write_idx(path, np.zeros((2, 2), np.uint8))  # rejected: 2-d
     assert read_idx(path).shape == (2, 28, 28)
     assert [p.name for p in tmp_path.iterdir()] == ["images"]
+
+
+def _valid_idx() -> bytes:
+    return header(IMAGES_MAGIC, 3, 4, 4) + bytes(range(48))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_idx_reader_returns_an_array_or_its_own_error(tmp_path, data):
+    valid = _valid_idx()
+    choice = data.draw(st.sampled_from(["random", "mutate", "gzip"]))
+    if choice == "random":
+        blob = data.draw(st.binary(max_size=200))
+    elif choice == "mutate":
+        blob = bytearray(valid)
+        for _ in range(data.draw(st.integers(1, 4))):
+            blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+        blob = bytes(blob[: data.draw(st.integers(0, len(blob)))])
+    else:
+        blob = gzip.compress(valid)
+        blob = blob[: data.draw(st.integers(0, len(blob)))]
+    path = tmp_path / "fuzz-idx"
+    path.write_bytes(blob)
+    try:
+        array = read_idx(path)
+    except DataError:
+        return
+    assert array.dtype == np.uint8 and array.ndim in (1, 3)

