@@ -250,6 +250,14 @@ figure {{ margin: 2em 0; }} img {{ max-width: 100%; }}
 <table><caption>Settings</caption>{rows}</table>
 <table><caption>Per-class accuracy</caption>{per_class}</table>
 {figures}
+<script>
+// Lets a headless browser (and the tests) see that every picture decoded.
+window.addEventListener("load", () => {{
+  const images = Array.from(document.images);
+  const loaded = images.filter((image) => image.complete && image.naturalWidth > 0).length;
+  document.body.dataset.imagesLoaded = loaded + "/" + images.length;
+}});
+</script>
 </body></html>
 """
 
