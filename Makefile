@@ -29,7 +29,7 @@ setup-system:
 
 demo: setup
 	$(BIN)/lenet5 data fetch --dataset mnist
-	$(BIN)/lenet5 train --out $(RUN_DIR)
+	$(BIN)/lenet5 train --out $(RUN_DIR) --overwrite
 
 test: setup-test
 	$(BIN)/python -m pytest -q
