@@ -98,3 +98,21 @@ def test_the_page_renders_in_headless_chromium_with_every_image_loaded(report, t
     with PIL.open(shot) as image:
         pixels = np.asarray(image.convert("L"))
     assert pixels.std() > 10  # not a blank page
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu", "simple-cnn", "lenet5-1998"])
+def test_every_model_of_the_zoo_gets_a_report(name, tmp_path, mnist_dir):
+    from lenet5.models import build_model
+    from lenet5.serialization import save_model
+
+    model = build_model(name, seed=0)
+    spec = model.spec
+    save_model(tmp_path / "model.npz", model, {
+        "dataset": "mnist", "class_names": [str(i) for i in range(10)],
+        "preprocessing": {"method": spec.preprocessing.method, "pad": spec.preprocessing.pad,
+                          "mean": 0.1307, "std": 0.3081},
+    })
+    make_report(tmp_path, data_dir=mnist_dir)
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "filters_conv1.png" in summary["pictures"] and "feature_maps.png" in summary["pictures"]
+    assert np.array(summary["confusion_matrix"]).sum() == 10000

@@ -206,7 +206,7 @@ def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
         out / "confident_errors.png")))
     page = out / "index.html"
     atomic_write_text(page, _page(run_dir, metadata, metrics, history, pictures, class_names))
-    (out / "report.json").write_text(json.dumps({
+    atomic_write_text(out / "report.json", json.dumps({
         "seconds": time.perf_counter() - started,
         "pictures": [str(path.name) for _, path in pictures],
         "feature_map_shapes": {name: list(maps.shape) for name, maps in stages},
