@@ -6,9 +6,20 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    """A directory holding the verified MNIST IDX files (the user cache, filled if needed)."""
-    from lenet5.data import locate
+def mnist_dir(tmp_path_factory) -> Path:
+    """A directory holding the four verified MNIST IDX files.
 
-    paths = locate("mnist", fetch=True)
+    LENET5_DATA_DIR or the user's cache when they already hold them (verified); otherwise
+    fetched once into a temporary cache, so the tests never write to the user's home.
+    """
+    from lenet5.data import locate
+    from lenet5.errors import DataError
+
+    try:
+        paths = locate("mnist", fetch=False)
+    except DataError:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+            patch.delenv("LENET5_DATA_DIR", raising=False)
+            paths = locate("mnist", fetch=True)
     return next(iter(paths.values())).parent

