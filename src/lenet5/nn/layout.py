@@ -13,21 +13,17 @@ import numpy as np
 
 
 def to_batch_last(x: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> (C, H, W, N) and (N, F) -> (F, N), as views."""
-    if x.ndim == 4:
-        return x.transpose(1, 2, 3, 0)
-    if x.ndim == 2:
-        return x.T
-    raise ValueError(f"expected a 2-d (N, F) or 4-d (N, C, H, W) array, found shape {x.shape}")
+    """(N, C, H, W) -> (C, H, W, N) and (N, F) -> (F, N), as views; likewise (N, ...) -> (..., N).
+
+    Any rank passes, so that a layer given the wrong one says so itself, naming the layer
+    and the shape it expected (see `checks.check_input`).
+    """
+    return x.transpose(tuple(range(1, x.ndim)) + (0,)) if x.ndim else x
 
 
 def to_batch_first(x: np.ndarray) -> np.ndarray:
-    """(C, H, W, N) -> (N, C, H, W) and (F, N) -> (N, F), as views."""
-    if x.ndim == 4:
-        return x.transpose(3, 0, 1, 2)
-    if x.ndim == 2:
-        return x.T
-    raise ValueError(f"expected a 2-d or 4-d array, found shape {x.shape}")
+    """(C, H, W, N) -> (N, C, H, W) and (F, N) -> (N, F), as views; likewise (..., N) -> (N, ...)."""
+    return x.transpose((x.ndim - 1,) + tuple(range(x.ndim - 1))) if x.ndim else x
 
 
 def public_shape(batch_last_shape: tuple[int, ...]) -> tuple[int, ...]:

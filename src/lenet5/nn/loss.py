@@ -43,7 +43,9 @@ class SoftmaxCrossEntropy:
         log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         log_probs = shifted - log_sum
         loss = -float((targets * log_probs).sum()) / count
-        grad = (np.exp(log_probs) - targets) / count
+        # The gradient of −Σ t·log softmax(z) is softmax(z)·Σt − t; it is softmax − t only for
+        # rows that sum to 1, which (N, K) soft targets need not.
+        grad = (np.exp(log_probs) * targets.sum(axis=1, keepdims=True) - targets) / count
         return loss, grad.astype(logits.dtype, copy=False)
 
 

@@ -139,6 +139,9 @@ class Module:
                 problems.append(
                     f"shape mismatch for {name}: expected {value.shape}, found {np.shape(state[name])}"
                 )
+            # Checked here, not left to the copy below, which would fail with some arrays copied.
+            elif name in state and np.asarray(state[name]).dtype.kind not in "biuf":
+                problems.append(f"{name} must hold numbers, found dtype {np.asarray(state[name]).dtype}")
         if problems:
             raise CheckpointError("cannot load state dict: " + "; ".join(problems))
         parameters = dict(self.named_parameters())

@@ -1,0 +1,1 @@
+"""Tests of the neural-network engine, `lenet5.nn`, mirroring its modules."""

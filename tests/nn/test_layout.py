@@ -1,0 +1,23 @@
+"""Batch-first to batch-last and back: views, for any rank."""
+
+import numpy as np
+
+from lenet5.nn.layout import as_float, to_batch_first, to_batch_last
+
+
+def test_layout_views_round_trip_for_any_rank():
+    for shape in [(3,), (3, 4), (3, 4, 5), (2, 3, 4, 5), (2, 1, 3, 4, 5)]:
+        x = np.arange(np.prod(shape)).reshape(shape)
+        last = to_batch_last(x)
+        assert last.shape == shape[1:] + shape[:1] and np.shares_memory(last, x)
+        assert np.array_equal(to_batch_first(last), x)
+    x = np.arange(24).reshape(2, 3, 4)
+    assert np.array_equal(to_batch_last(x)[..., 1], x[1])
+
+
+def test_as_float_keeps_float32_and_float64_and_turns_the_rest_into_float32():
+    for dtype in (np.float32, np.float64):
+        x = np.zeros(3, dtype)
+        assert as_float(x) is x
+    for dtype in (np.uint8, np.int64, np.float16, bool):
+        assert as_float(np.zeros(3, dtype)).dtype == np.float32
