@@ -61,3 +61,18 @@ def test_the_plan_follows_the_current_weights():
     model.bn1.running_mean += 1
     assert not np.allclose(model.predict_logits(x), first)
     np.testing.assert_allclose(model.predict_logits(x), model.eval().forward(x), rtol=1e-10, atol=1e-12)
+
+
+def test_predict_between_forward_and_backward_leaves_the_gradients_alone():
+    import numpy as np
+
+    from lenet5.models import build_model
+
+    model = build_model("relu", seed=0).to(np.float64)
+    rng = np.random.default_rng(1)
+    x, upstream = rng.standard_normal((4, 1, 32, 32)), rng.standard_normal((4, 10))
+    model.forward(x)
+    expected = model.backward(upstream)
+    model.forward(x)
+    model.predict(rng.standard_normal((7, 1, 32, 32)))
+    assert np.array_equal(model.backward(upstream), expected)

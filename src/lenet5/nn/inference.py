@@ -9,6 +9,8 @@ the current weights on every call, so it never goes stale.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .activations import ReLU
@@ -21,9 +23,13 @@ from .pooling import MaxPool2D
 
 
 def inference_layers(layers) -> list:
-    """Layers computing the eval-mode function of `layers`, with BatchNorm folded away."""
+    """Layers computing the eval-mode function of `layers`, with BatchNorm folded away.
+
+    The plan holds shallow copies (sharing the weights), so running it leaves the model's
+    own forward caches alone: a `predict` between a forward and its backward is harmless.
+    """
     plan = []
-    for layer in layers:
+    for layer in map(copy.copy, layers):
         if isinstance(layer, Dropout):
             continue
         if isinstance(layer, (BatchNorm1D, BatchNorm2D)) and plan and _foldable(plan[-1], layer):
@@ -33,8 +39,6 @@ def inference_layers(layers) -> list:
             plan.insert(len(plan) - 1, layer)
             continue
         plan.append(layer)
-    for layer in plan:
-        layer.training = False
     return plan
 
 
