@@ -77,14 +77,16 @@ def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
     assert not np.array_equal(third.model.state_dict()["conv1.weight"], first.model.state_dict()["conv1.weight"])
 
 
-@pytest.mark.parametrize("interrupt_at_step", [3, 6, 13])  # mid-epoch, epoch boundary, last epoch
-def test_resume_after_interrupt_is_bit_identical(tmp_path, interrupt_at_step):
+@pytest.mark.parametrize("interrupt_at_step, augment", [(3, 0), (6, 0), (13, 0), (4, 2)])
+def test_resume_after_interrupt_is_bit_identical(tmp_path, interrupt_at_step, augment):
+    # steps 3: mid-epoch; 6: an epoch boundary; 13: the last epoch; 4 with random shifts
     splits = synthetic_splits()
-    reference, _, _ = run(tmp_path, "reference", splits=splits, optimizer="momentum")
+    reference, _, _ = run(tmp_path, "reference", splits=splits, optimizer="momentum", augment_shift=augment)
 
     run_dir = tmp_path / "interrupted"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
-    trainer = Trainer(small_config(optimizer="momentum"), run_dir, splits, progress=False, log=open(run_dir / "log", "w"))
+    config = small_config(optimizer="momentum", augment_shift=augment)
+    trainer = Trainer(config, run_dir, splits, progress=False, log=open(run_dir / "log", "w"))
     original_step = trainer.optimizer.step
     calls = {"n": 0}
 
@@ -97,7 +99,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, interrupt_at_step):
     trainer.optimizer.step = step_then_interrupt
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
-    resumed = Trainer(small_config(optimizer="momentum"), run_dir, splits, progress=False, log=open(run_dir / "log2", "w"))
+    resumed = Trainer(config, run_dir, splits, progress=False, log=open(run_dir / "log2", "w"))
     resumed.restore()
     resumed.fit()
     for name, value in reference.model.state_dict().items():
@@ -136,7 +138,7 @@ def test_run_directory_is_never_mixed_up(tmp_path):
 @pytest.mark.parametrize("field, value, expected", [
     ("optimizer", "rmsprop", "unknown optimizer"), ("schedule", "warm", "unknown schedule"),
     ("epochs", 0, "epochs must be a positive integer"), ("lr", -1.0, "lr must be > 0"),
-    ("model", "lenet7", "unknown model"),
+    ("model", "lenet7", "unknown model"), ("augment_shift", 20, "augment_shift must be an integer in 0..8"),
 ])
 def test_bad_settings_are_one_line_errors(field, value, expected):
     with pytest.raises(Lenet5Error, match=expected):
@@ -148,3 +150,15 @@ def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp
     trainer, metrics, _ = run(tmp_path, splits=splits, epochs=1, batch_size=32)
     assert trainer.optimizer.steps == 3  # 32 + 32 + 6
     assert metrics["test_count"] == 37
+
+
+def test_random_shifts_move_each_image_and_pad_with_background():
+    from lenet5.data.augment import random_shift
+
+    images = np.full((200, 1, 8, 8), -0.5, np.float32)
+    images[:, 0, 3, 4] = 2.0
+    shifted = random_shift(images, 2, np.random.default_rng(0), fill=-0.5)
+    positions = {tuple(np.argwhere(image[0] == 2.0)[0]) for image in shifted}
+    assert len(positions) == 25  # every shift in [-2, 2]^2 drawn
+    assert set(np.unique(shifted)) == {-0.5, 2.0}
+    assert shifted.shape == images.shape and np.array_equal(images[:, 0, 3, 4], np.full(200, 2.0))

@@ -56,6 +56,8 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--momentum", type=float)
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--schedule", choices=("constant", "step", "exponential", "cosine", "lecun1998"))
+    parser.add_argument("--augment-shift", type=int, metavar="PIXELS",
+                        help="random translations of up to PIXELS while training (model default)")
     parser.add_argument("--validation", type=int, default=5000, help="training images held out (5000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="run directory (runs/<model>-<dataset>-<time>)")
@@ -86,7 +88,7 @@ def train_command(args) -> int:
         config = TrainConfig(
             model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-            schedule=args.schedule, validation=args.validation, seed=args.seed,
+            schedule=args.schedule, augment_shift=args.augment_shift, validation=args.validation, seed=args.seed,
             train_limit=args.train_limit, test_limit=args.test_limit,
         )
         config.resolved()  # reject bad settings before any data is loaded

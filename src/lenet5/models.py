@@ -45,6 +45,7 @@ class TrainingDefaults:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"  # "constant" | "step" | "exponential" | "cosine" | "lecun1998"
+    augment_shift: int = 0  # random translations of up to this many pixels while training
 
 
 @dataclass(frozen=True)
@@ -163,12 +164,17 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "relu", "LeNet-5 with ReLU and max-pooling on 32×32 input",
             _relu, Preprocessing("standardize", 2),
-            TrainingDefaults(epochs=15, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine"),
+            # Without BatchNorm or dropout it overfits (100% training accuracy, 98.97% test,
+            # measured); ±2-pixel shifts regularise it.
+            TrainingDefaults(epochs=15, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine",
+                             augment_shift=2),
         ),
         ModelSpec(
             "simple-cnn", "A small modern CNN: two 3×3 conv blocks and a 128-unit dense layer",
             _simple_cnn, Preprocessing("standardize", 0),
-            TrainingDefaults(epochs=10, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine"),
+            # 99.03% without augmentation (measured); ±2-pixel shifts regularise it.
+            TrainingDefaults(epochs=10, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine",
+                             augment_shift=2),
         ),
         ModelSpec(
             "lenet5-1998", "LeNet-5 as in LeCun et al. 1998: trainable subsampling, C3 table, scaled tanh",

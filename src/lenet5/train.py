@@ -63,6 +63,7 @@ class TrainConfig:
     momentum: float | None = None
     weight_decay: float | None = None
     schedule: str | None = None
+    augment_shift: int | None = None
     validation: int = 5000
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images (tests, quick looks)
@@ -71,7 +72,8 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         defaults = get_spec(self.model).defaults
         values = asdict(self)
-        for name in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule"):
+        for name in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
+                     "augment_shift"):
             if values[name] is None:
                 values[name] = getattr(defaults, name)
         config = TrainConfig(**values)
@@ -88,6 +90,8 @@ class TrainConfig:
                 raise Lenet5Error(f"{name} must be a positive integer, found {getattr(self, name)!r}")
         if not self.lr > 0:
             raise Lenet5Error(f"lr must be > 0, found {self.lr!r}")
+        if not (isinstance(self.augment_shift, int) and 0 <= self.augment_shift <= 8):
+            raise Lenet5Error(f"augment_shift must be an integer in 0..8, found {self.augment_shift!r}")
         if self.validation < 0:
             raise Lenet5Error(f"validation must be >= 0, found {self.validation!r}")
 
@@ -103,6 +107,7 @@ class DataSplits:
     class_names: list[str] = field(default_factory=list)
     mean: float = 0.0  # the dataset's pixel statistics, for `standardize`
     std: float = 1.0
+    background: float = 0.0  # a blank pixel after preprocessing (what augmentation pads with)
 
 
 def load_splits(config: TrainConfig, data_dir=None) -> DataSplits:
@@ -130,6 +135,7 @@ def load_splits(config: TrainConfig, data_dir=None) -> DataSplits:
         preprocess(x_val, **prep), np.asarray(y_val, np.int64),
         preprocess(test_images, **prep), np.asarray(test_labels, np.int64),
         list(dataset.class_names), float(dataset.mean), float(dataset.std),
+        float(preprocess(np.zeros((1, 1, 1), np.uint8), **{**prep, "pad": 0})[0, 0, 0, 0]),
     )
 
 
@@ -189,11 +195,12 @@ class Trainer:
         self.splits = splits
         self.progress = progress
         self.log = log or sys.stdout
-        init_seed, shuffle_seed = np.random.SeedSequence(self.config.seed).generate_state(2)
+        init_seed, shuffle_seed, augment_seed = np.random.SeedSequence(self.config.seed).generate_state(3)
         self.model = build_model(self.config.model, seed=int(init_seed))
         self.optimizer = make_optimizer(self.config, self.model.parameters())
         self.schedule = make_schedule(self.config)
         self.shuffle_rng = np.random.default_rng(int(shuffle_seed))
+        self.augment_rng = np.random.default_rng(int(augment_seed))
         self.criterion = SoftmaxCrossEntropy()
         self.history: list[dict[str, Any]] = []
         self.epoch = 0  # the epoch in progress (0-based)
@@ -227,6 +234,7 @@ class Trainer:
                 "history": self.history,
                 "epoch_start_shuffle_state": _jsonable_state(self.epoch_start_shuffle_state),
                 "shuffle_state": _jsonable_state(self.shuffle_rng.bit_generator.state),
+                "augment_state": _jsonable_state(self.augment_rng.bit_generator.state),
                 "layer_rng_states": [_jsonable_state(g.bit_generator.state) for g in _generators(self.model)],
             },
         }
@@ -258,6 +266,7 @@ class Trainer:
         self.history = list(training["history"])
         self.epoch_start_shuffle_state = training["epoch_start_shuffle_state"]
         self.shuffle_rng.bit_generator.state = training["shuffle_state"]
+        self.augment_rng.bit_generator.state = training["augment_state"]
         generators = _generators(self.model)
         if len(generators) != len(training["layer_rng_states"]):
             raise TrainingError(f"{where}: random states do not match the model's layers")
@@ -303,6 +312,7 @@ class Trainer:
     def _run_epoch(self) -> None:
         config, splits = self.config, self.splits
         from .data import iterate_minibatches, num_batches
+        from .data.augment import random_shift
 
         lr = self.schedule(self.epoch)
         self.optimizer.lr = lr
@@ -319,6 +329,8 @@ class Trainer:
                          enabled=self.progress) as bar:
             bar.update(self.step)
             for x, y in itertools.islice(batches, self.step, None):
+                if config.augment_shift:
+                    x = random_shift(x, config.augment_shift, self.augment_rng, self.splits.background)
                 logits = self.model.forward(x)
                 loss, dlogits = self.criterion.value_and_grad(logits, y)
                 if not np.isfinite(loss):
