@@ -46,7 +46,7 @@ def main(argv=None) -> int:
         rows[name] = {
             "test_accuracy": metrics["test_accuracy"], "bar": BARS.get(name),
             "epochs": c.epochs, "batch_size": c.batch_size, "optimizer": c.optimizer, "lr": c.lr,
-            "schedule": c.schedule, "seed": c.seed, "parameters": trainer.model.num_parameters(),
+            "schedule": c.schedule, "augment_shift": c.augment_shift, "seed": c.seed, "parameters": trainer.model.num_parameters(),
             "train_seconds": metrics["train_seconds"], "total_seconds": time.perf_counter() - started,
         }
         print(f"{name}: {metrics['test_accuracy'] * 100:.2f}%", flush=True)
