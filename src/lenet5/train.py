@@ -325,8 +325,9 @@ class Trainer:
         batches = iterate_minibatches(splits.x_train, splits.y_train, config.batch_size, rng=self.shuffle_rng)
         self.model.train()
         started = time.perf_counter() - self.partial["seconds"]
+        # Only live on a terminal: in a log, the epoch line below already says it all.
         with ProgressBar(total, desc=f"epoch {self.epoch + 1}/{config.epochs}", unit="batch",
-                         enabled=self.progress) as bar:
+                         enabled=self.progress and sys.stderr.isatty()) as bar:
             bar.update(self.step)
             for x, y in itertools.islice(batches, self.step, None):
                 if config.augment_shift:
