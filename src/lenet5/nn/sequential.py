@@ -62,6 +62,12 @@ class Sequential(Module):
         return self.layers[key]
 
     # -- passes --------------------------------------------------------------------------
+    def forward(self, x):
+        """Batch-first in, batch-first out. The input is copied once into batch-last order so
+        that every layer reads contiguous memory: im2col on the strided view of an NCHW batch
+        took 4.4 of the relu model's 10.4 s per epoch (measured by benchmarks/bench.py)."""
+        return to_batch_first(self._forward(np.ascontiguousarray(to_batch_last(as_float(x)))))
+
     def _forward(self, x):
         for layer in self.layers:
             x = layer._forward(x)
