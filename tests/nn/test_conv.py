@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from lenet5 import nn as ln
-from lenet5.nn import check_layer
+from lenet5.nn import check_layer, im2col
 
 from . import naive
 from .torch_twins import DTYPES, check_against_twin, connection_table, max_relative_difference, randomise
@@ -54,8 +54,19 @@ def make_conv(config, seed=0):
     return layer, x
 
 
+@pytest.fixture(params=["whole matrix", "blocks of 1 column", "blocks of 16 bytes", "blocks of 256 bytes"])
+def blocking(request, monkeypatch):
+    """Run a test on the whole column matrix (what these small shapes get by default) and
+    on cache-sized blocks, cut small enough to fall inside rows and to span several rows."""
+    if request.param != "whole matrix":
+        monkeypatch.setattr(im2col, "MIN_BLOCK_COLUMNS", 0)
+        monkeypatch.setattr(im2col, "BLOCK_BYTES", {"blocks of 1 column": 1, "blocks of 16 bytes": 16,
+                                                    "blocks of 256 bytes": 256}[request.param])
+    return request.param
+
+
 @pytest.mark.parametrize("config", CONFIGS)
-def test_gradients_match_central_differences(config):
+def test_gradients_match_central_differences(config, blocking):
     layer, x = make_conv(config)
     errors = check_layer(layer, x, seed=1)
     assert max(errors.values()) < 1e-6, errors
@@ -63,7 +74,7 @@ def test_gradients_match_central_differences(config):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("config", CONFIGS)
-def test_output_and_gradients_match_torch(config, dtype):
+def test_output_and_gradients_match_torch(config, dtype, blocking):
     layer, x = make_conv(config, seed=2)
     check_against_twin(layer, x, dtype, seed=3)
 

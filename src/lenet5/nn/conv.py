@@ -1,11 +1,17 @@
-"""Conv2D: a 2-d convolution (cross-correlation, as in PyTorch) by im2col and one matmul."""
+"""Conv2D: a 2-d convolution (cross-correlation, as in PyTorch) by im2col and matrix products.
+
+The column matrix is built and multiplied a cache-sized block at a time (`column_blocks`).
+Blocked matrices are not kept: the backward pass rebuilds the blocks it needs for the
+weight gradient, which costs less than reading a stored matrix back from memory. A matrix
+built whole (too many rows for useful blocks) is kept for the backward pass.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .checks import check_input, positive_int
-from .im2col import col2im, im2col, output_size, pad_spatial, pair, unpad_spatial
+from .im2col import col2im, column_blocks, output_size, pad_spatial, pair, unpad_spatial
 from .init import as_generator, initializer
 from .module import Module
 from .parameter import Parameter
@@ -94,37 +100,48 @@ class Conv2D(Module):
 
     def _forward(self, x):
         check_input(self, x, 4, f"(N, {self.in_channels}, H, W)", channels=self.in_channels)
-        padded = pad_spatial(x, self.padding)
+        # Contiguous once here, so the blocks of forward and backward are plain strided views.
+        padded = np.ascontiguousarray(pad_spatial(x, self.padding))
         channels, height, width, batch = padded.shape
         if height < self.kernel_size[0] or width < self.kernel_size[1]:
             raise ValueError(
                 f"{self!r}: input of {height - 2 * self.padding[0]}x{width - 2 * self.padding[1]} "
                 f"pixels (padded {height}x{width}) is smaller than the kernel {self.kernel_size}"
             )
-        columns = im2col(padded, self.kernel_size, self.stride)
-        weight = self._weight_matrix()
-        out = weight.astype(x.dtype, copy=False) @ columns
-        if self.bias is not None:
-            out += self.bias.value.astype(x.dtype, copy=False)[:, None]
-        self._cache = (columns, padded.shape, weight)
+        weight = self._weight_matrix().astype(x.dtype, copy=False)
         oh = output_size(height, self.kernel_size[0], self.stride[0])
         ow = output_size(width, self.kernel_size[1], self.stride[1])
+        out = np.empty((self.out_channels, oh * ow * batch), dtype=x.dtype)
+        whole_matrix = None
+        for start, stop, block in column_blocks(padded, self.kernel_size, self.stride):
+            np.matmul(weight, block, out=out[:, start:stop])
+            if start == 0 and stop == out.shape[1]:
+                whole_matrix = block
+        if self.bias is not None:
+            out += self.bias.value.astype(x.dtype, copy=False)[:, None]
+        self._cache = (padded, weight, whole_matrix)
         return out.reshape(self.out_channels, oh, ow, batch)
 
     def _backward(self, dout):
         dout_matrix = self._backward_parameters(dout)
-        columns, padded_shape, weight = self._cache
-        dcolumns = weight.T.astype(dout.dtype, copy=False) @ dout_matrix
-        dpadded = col2im(dcolumns, padded_shape, self.kernel_size, self.stride)
+        padded, weight, _ = self._cache
+        dcolumns = weight.T @ dout_matrix
+        dpadded = col2im(dcolumns, padded.shape, self.kernel_size, self.stride)
         return unpad_spatial(dpadded, self.padding)
 
     def _backward_parameters(self, dout):
         """Fill the weight and bias gradients only (the first layer needs no input gradient)."""
-        columns = self._cache[0]
-        dout_matrix = dout.reshape(self.out_channels, -1)
-        # (columns @ doutᵀ)ᵀ rather than dout @ columnsᵀ: BLAS runs the long shared axis
-        # faster as the contiguous inner axis of both operands (about 2x here).
-        dweight = (columns @ dout_matrix.T).T.reshape(self.weight.shape)
+        padded, weight, whole_matrix = self._cache
+        dout_matrix = np.ascontiguousarray(dout.reshape(self.out_channels, -1))
+        # block @ doutᵀ, not dout @ blockᵀ: BLAS runs the long shared axis faster as the
+        # contiguous inner axis of both operands.
+        if whole_matrix is not None:
+            dweight = whole_matrix @ dout_matrix.T
+        else:
+            dweight = np.zeros(weight.shape[::-1], dtype=dout.dtype)
+            for start, stop, block in column_blocks(padded, self.kernel_size, self.stride):
+                dweight += block @ dout_matrix[:, start:stop].T
+        dweight = dweight.T.reshape(self.weight.shape)
         if self.connections is not None:
             dweight = dweight * self.connections[:, :, None, None]
         self.weight.grad += dweight
