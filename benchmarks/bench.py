@@ -32,6 +32,7 @@ os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
 import numpy as np  # noqa: E402
 
 EPOCH = 60_000
+INFERENCE_BATCHES = (64, 256, 1000)
 
 
 def load_data(model_name: str):
@@ -68,7 +69,7 @@ class Lenet5Side:
             model.backward(dlogits, input_grad=False)
             optimizer.step()
 
-    def infer(self, x, batch_size=128):
+    def infer(self, x, batch_size):
         return self.model.predict(x, batch_size)
 
 
@@ -99,7 +100,7 @@ class TorchSide:
             loss.backward()
             optimizer.step()
 
-    def infer(self, x, batch_size=1000):
+    def infer(self, x, batch_size):
         torch = self.torch
         self.model.eval()
         x = torch.from_numpy(x)
@@ -127,16 +128,25 @@ def time_training(model_name, batch_sizes, rounds, images, seed=0):
                 side.train(x, y, batch_size, order)
                 times[name].append((time.perf_counter() - started) * EPOCH / images)
         results[batch_size] = dict(times)
+    # Each side predicts at the batch size it runs fastest (a trial of each first), so
+    # neither is held to a batch size that suits only the other.
     inference = collections.defaultdict(list)
     sides = {name: cls(model_name, seed) for name, cls in SIDES.items()}
+    best_batch = {}
     for name, side in sides.items():
-        side.infer(x_test[:1000])
+        side.infer(x_test[:1000], INFERENCE_BATCHES[0])
+        trial = {size: max(_throughput(side, x_test, size) for _ in range(2)) for size in INFERENCE_BATCHES}
+        best_batch[name] = max(trial, key=trial.get)
     for _ in range(rounds):
         for name, side in sides.items():
-            started = time.perf_counter()
-            side.infer(x_test)
-            inference[name].append(len(x_test) / (time.perf_counter() - started))
-    return results, dict(inference)
+            inference[name].append(_throughput(side, x_test, best_batch[name]))
+    return results, dict(inference), best_batch
+
+
+def _throughput(side, x, batch_size) -> float:
+    started = time.perf_counter()
+    side.infer(x, batch_size)
+    return len(x) / (time.perf_counter() - started)
 
 
 def _rss_kib(field: str) -> int:
@@ -200,14 +210,38 @@ def layer_split(model_name, batch_size, images, seed=0):
                 totals[key] += time.perf_counter() - started
         return wrapper
 
-    originals = (conv.im2col, conv.col2im)
-    conv.im2col, conv.col2im = timed(im2col.im2col, "im2col"), timed(im2col.col2im, "col2im")
+    # Conv2D builds column blocks in forward and again in backward (for the weight gradient
+    # of blocked layers): time each block's copy, and charge it to the pass it ran in.
+    phase = ["forward"]
+    nested = collections.defaultdict(float)
+
+    def timed_blocks(*args, **kwargs):
+        blocks = im2col.column_blocks(*args, **kwargs)
+        while True:
+            started = time.perf_counter()
+            item = next(blocks, None)
+            elapsed = time.perf_counter() - started
+            totals["im2col"] += elapsed
+            nested[phase[0]] += elapsed
+            if item is None:
+                return
+            yield item
+
+    def in_phase(function, name):
+        def wrapper(*args, **kwargs):
+            phase[0] = name
+            return function(*args, **kwargs)
+        return wrapper
+
+    originals = (conv.column_blocks, conv.col2im)
+    conv.column_blocks, conv.col2im = timed_blocks, timed(im2col.col2im, "col2im")
     for position, layer in enumerate(side.model.layers):
         group = LAYER_GROUPS.get(type(layer).__name__, type(layer).__name__)
-        layer._forward = timed(layer._forward, f"{group} forward")
-        layer._backward = timed(layer._backward, f"{group} backward")
+        layer._forward = timed(in_phase(layer._forward, "forward"), f"{group} forward")
+        layer._backward = timed(in_phase(layer._backward, "backward"), f"{group} backward")
         if position == 0:  # elsewhere it runs inside _backward, already timed
-            layer._backward_parameters = timed(layer._backward_parameters, f"{group} backward")
+            layer._backward_parameters = timed(in_phase(layer._backward_parameters, "backward"),
+                                               f"{group} backward")
     side.optimizer.step = timed(side.optimizer.step, "optimiser")
     side.optimizer.zero_grad = timed(side.optimizer.zero_grad, "optimiser")
     side.loss.value_and_grad = timed(side.loss.value_and_grad, "loss")
@@ -215,13 +249,15 @@ def layer_split(model_name, batch_size, images, seed=0):
     started = time.perf_counter()
     side.train(x, y, batch_size, order)
     total = time.perf_counter() - started
-    conv.im2col, conv.col2im = originals
+    conv.column_blocks, conv.col2im = originals
     scale = EPOCH / images
     split = {key: value * scale for key, value in sorted(totals.items(), key=lambda kv: -kv[1])}
     # im2col/col2im ran inside the convolution's own timers: report convolution without them.
-    for direction, inner in (("forward", "im2col"), ("backward", "col2im")):
+    inside = {"forward": nested["forward"] * scale,
+              "backward": nested["backward"] * scale + split.get("col2im", 0.0)}
+    for direction, seconds in inside.items():
         if f"convolution {direction}" in split:
-            split[f"convolution {direction}"] -= split.get(inner, 0.0)
+            split[f"convolution {direction}"] -= seconds
     split["other (batching, Python)"] = total * scale - sum(split.values())
     return split
 
@@ -286,7 +322,7 @@ def main(argv=None):
     print(report["machine"])
     print(f"float32 matrix-multiply rate: {rate / 1e9:.0f} GFLOP/s (1024x1024x1024)\n")
     for model_name in args.models.split(","):
-        training, inference = time_training(model_name, batch_sizes, args.rounds, args.images)
+        training, inference, inference_batch = time_training(model_name, batch_sizes, args.rounds, args.images)
         memory = measure_memory(model_name)
         split = layer_split(model_name, 256, min(args.images, 12_800))
         flops = flops_per_epoch(model_name)
@@ -302,8 +338,10 @@ def main(argv=None):
                   f"{theirs['median']:>12.2f} {theirs['min']:>6.2f} {theirs['max']:>6.2f}{ratio:>8.2f}")
         ours, theirs = stats(inference["lenet5"]), stats(inference["pytorch"])
         ratio = statistics.median(a / b for a, b in zip(inference["lenet5"], inference["pytorch"]))
-        entry["inference"] = {"lenet5": ours, "pytorch": theirs, "ratio": ratio}
-        print(f"  inference img/s       {ours['median']:>10,.0f}{theirs['median']:>26,.0f}{ratio:>10.2f}")
+        entry["inference"] = {"lenet5": ours, "pytorch": theirs, "ratio": ratio, "batch_size": inference_batch}
+        print(f"  inference img/s       {ours['median']:>10,.0f}{theirs['median']:>26,.0f}{ratio:>10.2f}"
+              f"   (batch {inference_batch['lenet5']} vs {inference_batch['pytorch']}, each side's fastest"
+              f" of {', '.join(map(str, INFERENCE_BATCHES))})")
         memory_ratio = memory["lenet5"]["peak_rss_mb"] / memory["pytorch"]["peak_rss_mb"]
         entry["memory_ratio"] = memory_ratio
         print(f"  peak RSS while training at batch 256: lenet5 {memory['lenet5']['peak_rss_mb']:.0f} MB "

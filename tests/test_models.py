@@ -108,3 +108,40 @@ def test_unknown_model_is_a_one_line_error_listing_the_known_ones():
         get_spec("lenet6")
     message = str(info.value)
     assert "lenet6" in message and "lenet5" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["lenet5", "relu", "simple-cnn"])
+def test_pooling_before_relu_trains_exactly_like_relu_before_pooling(name):
+    """These models pool before ReLU for speed; the textbook order must give bit-identical
+    outputs, gradients and updated weights, ties in the pooling windows included."""
+    import copy
+
+    from lenet5.nn import Adam, MaxPool2D, ReLU, Sequential, SoftmaxCrossEntropy
+
+    model = build_model(name, seed=3)
+    layers = [copy.deepcopy(layer) for layer in model.layers]
+    swaps = 0
+    for index in range(len(layers) - 1):
+        if isinstance(layers[index], MaxPool2D) and isinstance(layers[index + 1], ReLU):
+            layers[index], layers[index + 1] = layers[index + 1], layers[index]
+            swaps += 1
+    assert swaps == 2
+    textbook = Sequential(*layers)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16,) + get_spec(name).input_shape).astype(np.float32)
+    x[:, :, :6] = 0  # flat zero rows: ties in the windows, as MNIST's background gives
+    labels = rng.integers(0, 10, 16)
+    loss = SoftmaxCrossEntropy()
+    optimizers = [Adam(model.parameters(), lr=1e-3), Adam(textbook.parameters(), lr=1e-3)]
+    for _ in range(3):
+        outputs = []
+        for network, optimizer in zip((model, textbook), optimizers):
+            logits = network.forward(x)
+            _, dlogits = loss.value_and_grad(logits, labels)
+            optimizer.zero_grad()
+            network.backward(dlogits)
+            optimizer.step()
+            outputs.append(logits)
+        np.testing.assert_array_equal(outputs[0], outputs[1])
+    for (name_a, a), (_, b) in zip(model.named_parameters(), textbook.named_parameters()):
+        np.testing.assert_array_equal(a.value, b.value, err_msg=name_a)

@@ -7,7 +7,7 @@ import numpy as np
 from .nn import SoftmaxCrossEntropy
 
 
-def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 128,
+def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64,
              num_classes: int | None = None) -> dict:
     """Metrics of `model` (run in eval mode) on all of `images`, the last partial batch too.
 

@@ -119,10 +119,14 @@ class MaxPool2D(_Pool2D):
     def _backward(self, dout):
         padded, out = self._cache
         windows = window_view(padded, self.kernel_size, self.stride)
-        dpadded = np.zeros(padded.shape, dtype=dout.dtype)
+        overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
+        tiled = not overlapping and self.stride == self.kernel_size and all(
+            size == count * step for size, count, step in zip(padded.shape[1:3], out.shape[1:3], self.stride)
+        )
+        # Windows that tile the input write every pixel below: no need to zero it first.
+        dpadded = (np.empty if tiled else np.zeros)(padded.shape, dtype=dout.dtype)
         unclaimed = np.ones(out.shape, dtype=bool)
         hit = np.empty(out.shape, dtype=bool)
-        overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
         for i, j in _offsets(self.kernel_size):
             np.equal(windows[:, i, j], out, out=hit)
             hit &= unclaimed  # a later tie never takes a gradient already routed
