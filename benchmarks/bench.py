@@ -304,7 +304,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="lenet5,classic,relu")
     parser.add_argument("--batch-sizes", default="64,256")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=EPOCH, help="images timed per round (scaled to an epoch)")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args(argv)
