@@ -81,28 +81,26 @@ def _lenet5(rng):
     ]
 
 
-def _classic(rng):
+def _saturating_stack(activation, first_padding, rng):
+    """The classic LeNet-5 stack (conv, conv, conv, dense, dense) with a saturating
+    activation and average pooling; `classic` and `tanh` differ only in these two."""
     xavier = dict(weight_init="glorot_uniform", rng=rng)
     return [
-        Conv2D(1, 6, 5, padding=2, **xavier), Sigmoid(), AvgPool2D(2),
-        Conv2D(6, 16, 5, **xavier), Sigmoid(), AvgPool2D(2),
-        Conv2D(16, 120, 5, **xavier), Sigmoid(),
+        Conv2D(1, 6, 5, padding=first_padding, **xavier), activation(), AvgPool2D(2),
+        Conv2D(6, 16, 5, **xavier), activation(), AvgPool2D(2),
+        Conv2D(16, 120, 5, **xavier), activation(),
         Flatten(),
-        Dense(120, 84, **xavier), Sigmoid(),
+        Dense(120, 84, **xavier), activation(),
         Dense(84, 10, **xavier),
     ]
+
+
+def _classic(rng):
+    return _saturating_stack(Sigmoid, 2, rng)  # 28×28 input, padded by C1
 
 
 def _tanh(rng):
-    xavier = dict(weight_init="glorot_uniform", rng=rng)
-    return [
-        Conv2D(1, 6, 5, **xavier), Tanh(), AvgPool2D(2),
-        Conv2D(6, 16, 5, **xavier), Tanh(), AvgPool2D(2),
-        Conv2D(16, 120, 5, **xavier), Tanh(),
-        Flatten(),
-        Dense(120, 84, **xavier), Tanh(),
-        Dense(84, 10, **xavier),
-    ]
+    return _saturating_stack(Tanh, 0, rng)  # input already padded to 32×32
 
 
 def _relu(rng):
