@@ -79,10 +79,10 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> n
 
 # A block of the column matrix this size stays in one core's L2 cache (1 MiB here) while
 # the matrix multiply reads it; the whole matrix (20 MB for C1 at batch 256) would not, and
-# multiplying C1's matrix from memory ran 2x slower than multiplying 256 KiB blocks.
+# the product then waits on memory. Chosen by timing candidate sizes on this machine.
 BLOCK_BYTES = 256 * 1024
-# Blocks narrower than this multiply slowly (C3's 150 rows leave 436 columns in 256 KiB,
-# and its blocked products ran 1.2-2x slower than one product of the whole matrix).
+# Blocks narrower than this multiply slowly: BLAS pays its per-call cost on too little
+# work (C3's 150 rows leave 436 columns in 256 KiB), so such a matrix is built whole.
 MIN_BLOCK_COLUMNS = 1024
 
 

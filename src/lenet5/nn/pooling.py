@@ -120,7 +120,7 @@ class MaxPool2D(_Pool2D):
         padded, out = self._cache
         windows = window_view(padded, self.kernel_size, self.stride)
         overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
-        tiled = not overlapping and self.stride == self.kernel_size and all(
+        tiled = self.stride == self.kernel_size and all(
             size == count * step for size, count, step in zip(padded.shape[1:3], out.shape[1:3], self.stride)
         )
         # Windows that tile the input write every pixel below: no need to zero it first.
