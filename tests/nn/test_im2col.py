@@ -12,28 +12,23 @@ from lenet5.nn import im2col
     shape=st.tuples(st.integers(1, 4), st.integers(1, 11), st.integers(1, 11), st.integers(1, 6)),
     kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
     stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-    block_bytes=st.integers(1, 5000),
+    max_columns=st.one_of(st.none(), st.integers(1, 300)),
     dtype=st.sampled_from([np.float32, np.float64]),
 )
-def test_blocks_tile_the_whole_matrix(shape, kernel, stride, block_bytes, dtype):
+def test_blocks_tile_the_whole_matrix(shape, kernel, stride, max_columns, dtype):
     channels, height, width, batch = shape
     kernel = (min(kernel[0], height), min(kernel[1], width))
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     whole = im2col.im2col(x, kernel, stride)
-    widest = block_bytes // (whole.shape[0] * x.itemsize)
     row_length = im2col.output_size(width, kernel[1], stride[1]) * batch
-    original = im2col.MIN_BLOCK_COLUMNS
-    im2col.MIN_BLOCK_COLUMNS = 0
-    try:
-        tiled = np.full(whole.shape, np.nan, dtype)
-        previous_stop = 0
-        for start, stop, block in im2col.column_blocks(x, kernel, stride, block_bytes):
-            assert start == previous_stop and stop > start
-            assert stop - start <= max(widest, 1, row_length if stride[1] > 1 else 1)
-            tiled[:, start:stop] = block
-            previous_stop = stop
-    finally:
-        im2col.MIN_BLOCK_COLUMNS = original
+    widest = whole.shape[1] if max_columns is None else max(max_columns, row_length if stride[1] > 1 else 1)
+    tiled = np.full(whole.shape, np.nan, dtype)
+    previous_stop = 0
+    for start, stop, block in im2col.column_blocks(x, kernel, stride, max_columns):
+        assert start == previous_stop and stop > start
+        assert stop - start <= widest
+        tiled[:, start:stop] = block
+        previous_stop = stop
     assert previous_stop == whole.shape[1]
     np.testing.assert_array_equal(tiled, whole)
 
@@ -44,34 +39,21 @@ def test_a_batch_of_one_cut_from_a_batch_first_array_gives_the_right_blocks():
     batch_first = np.random.default_rng(2).standard_normal((1, 2, 9, 5))
     x = batch_first.transpose(1, 2, 3, 0)
     whole = im2col.im2col(np.array(x), (5, 2), (2, 1))
-    original = im2col.MIN_BLOCK_COLUMNS
-    im2col.MIN_BLOCK_COLUMNS = 0
-    try:
-        for start, stop, block in im2col.column_blocks(x, (5, 2), (2, 1), block_bytes=1):
-            np.testing.assert_array_equal(block, whole[:, start:stop])
-    finally:
-        im2col.MIN_BLOCK_COLUMNS = original
+    for start, stop, block in im2col.column_blocks(x, (5, 2), (2, 1), max_columns=1):
+        np.testing.assert_array_equal(block, whole[:, start:stop])
 
 
-def test_narrow_blocks_give_way_to_the_whole_matrix():
+def test_no_limit_gives_one_block_the_whole_matrix():
     x = np.ones((6, 14, 14, 8), np.float32)
-    blocks = list(im2col.column_blocks(x, (5, 5), (1, 1), block_bytes=150 * 4 * (im2col.MIN_BLOCK_COLUMNS - 1)))
+    blocks = list(im2col.column_blocks(x, (5, 5), (1, 1)))
     assert len(blocks) == 1 and blocks[0][:2] == (0, 10 * 10 * 8)
-
-
-def test_wide_enough_blocks_are_used_and_stay_within_the_budget():
-    x = np.ones((1, 32, 32, 64), np.float32)
-    budget = 25 * 4 * 2000
-    blocks = list(im2col.column_blocks(x, (5, 5), (1, 1), block_bytes=budget))
-    assert len(blocks) > 1
-    assert all(block.nbytes <= budget for _, _, block in blocks)
 
 
 def test_a_non_contiguous_input_gives_the_same_blocks():
     x = np.random.default_rng(1).standard_normal((2, 9, 9, 5))
     strided = np.asfortranarray(x)
-    expected = [(a, b, block.copy()) for a, b, block in im2col.column_blocks(x, (3, 3), (1, 1), 64)]
-    got = [(a, b, block.copy()) for a, b, block in im2col.column_blocks(strided, (3, 3), (1, 1), 64)]
+    expected = [(a, b, block.copy()) for a, b, block in im2col.column_blocks(x, (3, 3), (1, 1), 2)]
+    got = [(a, b, block.copy()) for a, b, block in im2col.column_blocks(strided, (3, 3), (1, 1), 2)]
     assert [(a, b) for a, b, _ in got] == [(a, b) for a, b, _ in expected]
     for (_, _, want), (_, _, have) in zip(expected, got):
         np.testing.assert_array_equal(have, want)

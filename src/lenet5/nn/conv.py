@@ -2,8 +2,10 @@
 
 The column matrix is built and multiplied a cache-sized block at a time (`column_blocks`).
 Blocked matrices are not kept: the backward pass rebuilds the blocks it needs for the
-weight gradient, which costs less than reading a stored matrix back from memory. A matrix
-built whole (too many rows for useful blocks) is kept for the backward pass.
+weight gradient, which costs less than reading a stored matrix back from memory. In
+training, a matrix whose blocks would be narrow (too many rows) is built whole and kept
+for the backward pass instead; in eval mode, with no backward pass to serve, it is
+blocked too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,22 @@ from .im2col import col2im, column_blocks, output_size, pad_spatial, pair, unpad
 from .init import as_generator, initializer
 from .module import Module
 from .parameter import Parameter
+
+# A block of the column matrix this size stays in one core's L2 cache while the matrix
+# multiply reads it; the whole matrix (20 MB for C1 at batch 256) would not, and the
+# product then waits on memory. Chosen by timing candidate sizes on this machine.
+BLOCK_BYTES = 256 * 1024
+# Blocks narrower than this make the training pass slower than one whole matrix kept for
+# the backward pass (C3's 150 rows leave 436 columns in 256 KiB): the weight gradient's
+# many narrow products then cost more than reading the stored matrix back.
+MIN_BLOCK_COLUMNS = 1024
+# OpenBLAS multiplies products of at most this many multiply-adds (M·N·K) with a kernel
+# that packs nothing; for a block fresh in cache from its copy that runs about twice as
+# fast as a product just over the limit (measured: C3's (16, 150) @ (150, 416) against
+# (150, 420)). Blocks are cut under it where that leaves them at least
+# MIN_SMALL_PRODUCT_COLUMNS wide; narrower, the calls would cost more than they save.
+SMALL_PRODUCT = 1_000_000
+MIN_SMALL_PRODUCT_COLUMNS = 256
 
 
 class Conv2D(Module):
@@ -98,6 +116,18 @@ class Conv2D(Module):
             weight = weight * self.connections[:, :, None, None]
         return weight.reshape(self.out_channels, -1)
 
+    def _block_columns(self, x) -> int | None:
+        """How many columns of the column matrix to build and multiply at a time (None:
+        the whole matrix, which the training pass keeps for the backward pass)."""
+        depth = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        widest = BLOCK_BYTES // (depth * x.itemsize)
+        small_product = SMALL_PRODUCT // (self.out_channels * depth)
+        if small_product >= MIN_SMALL_PRODUCT_COLUMNS:
+            widest = min(widest, small_product)
+        if self.training and widest < MIN_BLOCK_COLUMNS:
+            return None
+        return max(1, widest)
+
     def _forward(self, x):
         check_input(self, x, 4, f"(N, {self.in_channels}, H, W)", channels=self.in_channels)
         # Contiguous once here, so the blocks of forward and backward are plain strided views.
@@ -113,7 +143,7 @@ class Conv2D(Module):
         ow = output_size(width, self.kernel_size[1], self.stride[1])
         out = np.empty((self.out_channels, oh * ow * batch), dtype=x.dtype)
         whole_matrix = None
-        for start, stop, block in column_blocks(padded, self.kernel_size, self.stride):
+        for start, stop, block in column_blocks(padded, self.kernel_size, self.stride, self._block_columns(x)):
             np.matmul(weight, block, out=out[:, start:stop])
             if start == 0 and stop == out.shape[1]:
                 whole_matrix = block
@@ -139,7 +169,7 @@ class Conv2D(Module):
             dweight = whole_matrix @ dout_matrix.T
         else:
             dweight = np.zeros(weight.shape[::-1], dtype=dout.dtype)
-            for start, stop, block in column_blocks(padded, self.kernel_size, self.stride):
+            for start, stop, block in column_blocks(padded, self.kernel_size, self.stride, self._block_columns(padded)):
                 dweight += block @ dout_matrix[:, start:stop].T
         dweight = dweight.T.reshape(self.weight.shape)
         if self.connections is not None:

@@ -77,25 +77,16 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> n
     return windows.reshape(channels * kh * kw, oh * ow * batch)
 
 
-# A block of the column matrix this size stays in one core's L2 cache (1 MiB here) while
-# the matrix multiply reads it; the whole matrix (20 MB for C1 at batch 256) would not, and
-# the product then waits on memory. Chosen by timing candidate sizes on this machine.
-BLOCK_BYTES = 256 * 1024
-# Blocks narrower than this multiply slowly: BLAS pays its per-call cost on too little
-# work (C3's 150 rows leave 436 columns in 256 KiB), so such a matrix is built whole.
-MIN_BLOCK_COLUMNS = 1024
-
-
-def column_blocks(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], block_bytes: int | None = None):
+def column_blocks(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], max_columns: int | None = None):
     """The column matrix of `im2col`, a block of output positions at a time.
 
     Yields (start, stop, block): `block` is im2col(x)[:, start:stop], shape
-    (C·KH·KW, stop − start), copied into one buffer that the next block overwrites. Where
-    blocks within `block_bytes` would be narrower than MIN_BLOCK_COLUMNS, the one block
-    is the whole matrix (start 0, stop OH·OW·N), a fresh array the caller may keep. The
-    output positions (OH, OW, N) are flattened row-major, so a block is a contiguous range
-    of a convolution's output (F, OH·OW·N): whole output rows, or, when one row exceeds the
-    budget and the horizontal stride is 1, a run of (OW, N) positions within a row.
+    (C·KH·KW, stop − start), at most `max_columns` wide (None: the whole matrix in one
+    block). Blocks are copied into one buffer that the next block overwrites; a whole
+    matrix is a fresh array the caller may keep. The output positions (OH, OW, N) are
+    flattened row-major, so a block is a contiguous range of a convolution's output
+    (F, OH·OW·N): whole output rows, or, when one row is wider than `max_columns` and the
+    horizontal stride is 1, a run of (OW, N) positions within a row.
     """
     x = np.ascontiguousarray(x)
     channels, height, width, batch = x.shape
@@ -103,10 +94,7 @@ def column_blocks(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int
     sh, sw = stride
     oh, ow = output_size(height, kh, sh), output_size(width, kw, sw)
     depth, row_length = channels * kh * kw, ow * batch
-    widest = (block_bytes or BLOCK_BYTES) // (depth * x.itemsize)
-    if widest < MIN_BLOCK_COLUMNS:
-        widest = oh * row_length
-    widest = max(1, widest)
+    widest = oh * row_length if max_columns is None else max(1, max_columns)
     if widest >= row_length or sw > 1:
         windows = window_view(x, kernel, stride)
         rows_per_block = min(oh, max(1, widest // row_length))

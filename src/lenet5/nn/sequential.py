@@ -118,9 +118,9 @@ class Sequential(Module):
     def predict_logits(self, x, batch_size: int = 64) -> np.ndarray:
         """Logits (N, K) of the eval-mode model, through its folded inference plan.
 
-        The default batch of 64 keeps each layer's arrays close to the CPU's caches (C3's
-        column matrix is 3.8 MB at 64, 7.7 MB at 128); `benchmarks/bench.py` times batches
-        of 64, 256 and 1000 and reports the fastest.
+        The default batch of 64 keeps the arrays passed between layers close to the CPU's
+        caches (C1's output is 1.2 MB at 64); `benchmarks/bench.py` times batches of 64,
+        256 and 1000 and reports the fastest.
         """
         # The plan runs the model's own layers where it cannot fold them (a BatchNorm after a
         # ReLU, anything in a nested model), so the whole tree is put in eval mode for it, and
