@@ -119,6 +119,23 @@ def test_repeated_maxima_give_exactly_one_gradient_per_window_at_the_first_maxim
     assert np.all(np.take_along_axis(windows, first_max[..., None], axis=-1) == 1)
 
 
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 1, 1), ((2, 3), (1, 2), (1, 1))])
+def test_eval_mode_routes_the_gradient_like_training_mode(kernel, stride, padding):
+    # Training finds each window's first maximum during forward and keeps only that; eval
+    # mode keeps the input and finds it during backward. Both must route every tie alike.
+    layer = ln.MaxPool2D(kernel, stride, padding)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-1, 2, (2, 3, 8, 9)).astype(np.float32)
+    dout = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
+    gradients = {}
+    for mode in ("train", "eval"):
+        getattr(layer, mode)()
+        layer.forward(x)
+        gradients[mode] = layer.backward(dout)
+    np.testing.assert_array_equal(gradients["eval"], gradients["train"])
+    assert np.count_nonzero(gradients["train"]) > 0
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("kernel, stride, padding",
                          [(2, 1, 0), (3, 1, 1), (3, 2, 1), (3, 2, 0), ((2, 3), (1, 2), (1, 1))])

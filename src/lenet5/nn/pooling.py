@@ -113,25 +113,40 @@ class MaxPool2D(_Pool2D):
         out = windows[:, 0, 0].copy()
         for i, j in _offsets(self.kernel_size)[1:]:
             np.maximum(out, windows[:, i, j], out=out)
-        self._cache = (padded, out)
+        if self.training:
+            # Found now, while the input is still in cache, and a quarter of its size in bytes
+            # for 2×2 windows: the backward pass then need not read the input again.
+            self._cache = (padded.shape, out.shape, self._first_maxima(windows, out))
+        else:
+            self._cache = (padded, out, None)
         return out
 
-    def _backward(self, dout):
-        padded, out = self._cache
-        windows = window_view(padded, self.kernel_size, self.stride)
-        overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
-        tiled = self.stride == self.kernel_size and all(
-            size == count * step for size, count, step in zip(padded.shape[1:3], out.shape[1:3], self.stride)
-        )
-        # Windows that tile the input write every pixel below: no need to zero it first.
-        dpadded = (np.empty if tiled else np.zeros)(padded.shape, dtype=dout.dtype)
+    def _first_maxima(self, windows, out):
+        """hits[k] is True where kernel offset k holds the first maximum of its window."""
+        offsets = _offsets(self.kernel_size)
+        hits = np.empty((len(offsets),) + out.shape, dtype=bool)
         unclaimed = np.ones(out.shape, dtype=bool)
-        hit = np.empty(out.shape, dtype=bool)
-        for i, j in _offsets(self.kernel_size):
+        for hit, (i, j) in zip(hits, offsets):
             np.equal(windows[:, i, j], out, out=hit)
             hit &= unclaimed  # a later tie never takes a gradient already routed
             unclaimed ^= hit
-            target = dpadded[_input_slice(i, j, self.stride, out.shape[1:3])]
+        return hits
+
+    def _backward(self, dout):
+        padded, out, hits = self._cache
+        if hits is None:
+            hits = self._first_maxima(window_view(padded, self.kernel_size, self.stride), out)
+            padded_shape, out_shape = padded.shape, out.shape
+        else:
+            padded_shape, out_shape = padded, out
+        overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
+        tiled = self.stride == self.kernel_size and all(
+            size == count * step for size, count, step in zip(padded_shape[1:3], out_shape[1:3], self.stride)
+        )
+        # Windows that tile the input write every pixel below: no need to zero it first.
+        dpadded = (np.empty if tiled else np.zeros)(padded_shape, dtype=dout.dtype)
+        for hit, (i, j) in zip(hits, _offsets(self.kernel_size)):
+            target = dpadded[_input_slice(i, j, self.stride, out_shape[1:3])]
             if overlapping:
                 target += dout * hit
             else:
