@@ -82,18 +82,18 @@ def test_output_and_gradients_match_torch(config, dtype, blocking):
 def test_training_blocks_wide_matrices_and_keeps_narrow_ones_whole_for_backward():
     x = np.zeros((1, 32, 32, 256), np.float32)  # batch-last, as layers see it
     c1, c3 = ln.Conv2D(1, 6, 5), ln.Conv2D(6, 16, 5)
-    assert conv.MIN_BLOCK_COLUMNS <= c1._block_columns(x) <= conv.BLOCK_BYTES // (25 * 4)
-    assert c3._block_columns(x) is None  # 150 rows: blocks would be narrower than MIN_BLOCK_COLUMNS
+    assert conv.MIN_BLOCK_COLUMNS <= c1._block_columns(x.itemsize) <= conv.BLOCK_BYTES // (25 * 4)
+    assert c3._block_columns(x.itemsize) is None  # 150 rows: blocks would be narrower than MIN_BLOCK_COLUMNS
 
 
 def test_eval_mode_blocks_every_matrix_under_the_small_product_limit():
     x = np.zeros((6, 14, 14, 256), np.float32)
     c3 = ln.Conv2D(6, 16, 5).eval()
-    columns = c3._block_columns(x)
+    columns = c3._block_columns(x.itemsize)
     assert conv.MIN_SMALL_PRODUCT_COLUMNS <= columns and 16 * 150 * columns <= conv.SMALL_PRODUCT
     # Where the limit would leave very narrow blocks, the cache budget alone decides.
     wide = ln.Conv2D(32, 64, 3).eval()
-    assert wide._block_columns(np.zeros((32, 14, 14, 256), np.float32)) == conv.BLOCK_BYTES // (288 * 4)
+    assert wide._block_columns(np.dtype(np.float32).itemsize) == conv.BLOCK_BYTES // (288 * 4)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -103,7 +103,7 @@ def test_eval_mode_blocks_give_the_training_output_and_gradients(dtype):
     layer = ln.Conv2D(6, 16, 5, connections=connection_table(rng, 16, 6), rng=rng).to(dtype)
     x = rng.standard_normal((8, 6, 14, 14)).astype(dtype)
     dout = rng.standard_normal((8, 16, 10, 10)).astype(dtype)
-    assert layer.eval()._block_columns(x.transpose(1, 2, 3, 0)) < 800
+    assert layer.eval()._block_columns(x.itemsize) < 800
     results = {}
     for mode in ("train", "eval"):
         getattr(layer, mode)()

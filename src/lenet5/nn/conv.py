@@ -116,11 +116,12 @@ class Conv2D(Module):
             weight = weight * self.connections[:, :, None, None]
         return weight.reshape(self.out_channels, -1)
 
-    def _block_columns(self, x) -> int | None:
-        """How many columns of the column matrix to build and multiply at a time (None:
-        the whole matrix, which the training pass keeps for the backward pass)."""
+    def _block_columns(self, itemsize: int) -> int | None:
+        """How many columns of the column matrix to build and multiply at a time, for
+        elements of `itemsize` bytes (None: the whole matrix, which the training pass keeps
+        for the backward pass)."""
         depth = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        widest = BLOCK_BYTES // (depth * x.itemsize)
+        widest = BLOCK_BYTES // (depth * itemsize)
         small_product = SMALL_PRODUCT // (self.out_channels * depth)
         if small_product >= MIN_SMALL_PRODUCT_COLUMNS:
             widest = min(widest, small_product)
@@ -143,25 +144,26 @@ class Conv2D(Module):
         ow = output_size(width, self.kernel_size[1], self.stride[1])
         out = np.empty((self.out_channels, oh * ow * batch), dtype=x.dtype)
         whole_matrix = None
-        for start, stop, block in column_blocks(padded, self.kernel_size, self.stride, self._block_columns(x)):
+        block_columns = self._block_columns(x.itemsize)
+        for start, stop, block in column_blocks(padded, self.kernel_size, self.stride, block_columns):
             np.matmul(weight, block, out=out[:, start:stop])
             if start == 0 and stop == out.shape[1]:
                 whole_matrix = block
         if self.bias is not None:
             out += self.bias.value.astype(x.dtype, copy=False)[:, None]
-        self._cache = (padded, weight, whole_matrix)
+        self._cache = (padded, weight, whole_matrix, block_columns)
         return out.reshape(self.out_channels, oh, ow, batch)
 
     def _backward(self, dout):
         dout_matrix = self._backward_parameters(dout)
-        padded, weight, _ = self._cache
+        padded, weight, _, _ = self._cache
         dcolumns = weight.T @ dout_matrix
         dpadded = col2im(dcolumns, padded.shape, self.kernel_size, self.stride)
         return unpad_spatial(dpadded, self.padding)
 
     def _backward_parameters(self, dout):
         """Fill the weight and bias gradients only (the first layer needs no input gradient)."""
-        padded, weight, whole_matrix = self._cache
+        padded, weight, whole_matrix, block_columns = self._cache
         dout_matrix = np.ascontiguousarray(dout.reshape(self.out_channels, -1))
         # block @ doutᵀ, not dout @ blockᵀ: BLAS runs the long shared axis faster as the
         # contiguous inner axis of both operands.
@@ -169,7 +171,8 @@ class Conv2D(Module):
             dweight = whole_matrix @ dout_matrix.T
         else:
             dweight = np.zeros(weight.shape[::-1], dtype=dout.dtype)
-            for start, stop, block in column_blocks(padded, self.kernel_size, self.stride, self._block_columns(padded)):
+            # The forward pass's blocks again, whatever the mode is now.
+            for start, stop, block in column_blocks(padded, self.kernel_size, self.stride, block_columns):
                 dweight += block @ dout_matrix[:, start:stop].T
         dweight = dweight.T.reshape(self.weight.shape)
         if self.connections is not None:

@@ -116,9 +116,10 @@ class MaxPool2D(_Pool2D):
         if self.training:
             # Found now, while the input is still in cache, and a quarter of its size in bytes
             # for 2×2 windows: the backward pass then need not read the input again.
-            self._cache = (padded.shape, out.shape, self._first_maxima(windows, out))
-        else:
-            self._cache = (padded, out, None)
+            hits, kept = self._first_maxima(windows, out), None
+        else:  # eval: a backward pass is rare, so find the maxima only if one comes
+            hits, kept = None, (padded, out)
+        self._cache = (padded.shape, out.shape, hits, kept)
         return out
 
     def _first_maxima(self, windows, out):
@@ -133,12 +134,10 @@ class MaxPool2D(_Pool2D):
         return hits
 
     def _backward(self, dout):
-        padded, out, hits = self._cache
+        padded_shape, out_shape, hits, kept = self._cache
         if hits is None:
+            padded, out = kept
             hits = self._first_maxima(window_view(padded, self.kernel_size, self.stride), out)
-            padded_shape, out_shape = padded.shape, out.shape
-        else:
-            padded_shape, out_shape = padded, out
         overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
         tiled = self.stride == self.kernel_size and all(
             size == count * step for size, count, step in zip(padded_shape[1:3], out_shape[1:3], self.stride)
