@@ -195,7 +195,7 @@ LAYER_GROUPS = {
 
 def layer_split(model_name, batch_size, images, seed=0):
     """lenet5's seconds per epoch by layer type, forward and backward, im2col/col2im apart."""
-    from lenet5.nn import conv, im2col
+    from lenet5.nn import conv, fusion, im2col
 
     x, y, _, _ = load_data(model_name)
     side = Lenet5Side(model_name, seed)
@@ -233,8 +233,12 @@ def layer_split(model_name, batch_size, images, seed=0):
             return function(*args, **kwargs)
         return wrapper
 
-    originals = (conv.column_blocks, conv.col2im)
+    originals = (conv.column_blocks, conv.col2im, fusion.NormPoolReLU._forward, fusion.NormPoolReLU._backward)
     conv.column_blocks, conv.col2im = timed_blocks, timed(im2col.col2im, "col2im")
+    # In training, BatchNorm2D → MaxPool2D (→ ReLU) runs as one fused step, built anew each pass.
+    fused = "normalisation + pooling + ReLU (fused)"
+    fusion.NormPoolReLU._forward = timed(fusion.NormPoolReLU._forward, f"{fused} forward")
+    fusion.NormPoolReLU._backward = timed(fusion.NormPoolReLU._backward, f"{fused} backward")
     for position, layer in enumerate(side.model.layers):
         group = LAYER_GROUPS.get(type(layer).__name__, type(layer).__name__)
         layer._forward = timed(in_phase(layer._forward, "forward"), f"{group} forward")
@@ -249,7 +253,7 @@ def layer_split(model_name, batch_size, images, seed=0):
     started = time.perf_counter()
     side.train(x, y, batch_size, order)
     total = time.perf_counter() - started
-    conv.column_blocks, conv.col2im = originals
+    conv.column_blocks, conv.col2im, fusion.NormPoolReLU._forward, fusion.NormPoolReLU._backward = originals
     scale = EPOCH / images
     split = {key: value * scale for key, value in sorted(totals.items(), key=lambda kv: -kv[1])}
     # im2col/col2im ran inside the convolution's own timers: report convolution without them.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import check_input, positive_int
+from .layout import public_shape
 from .module import Module
 from .parameter import Parameter
 
@@ -38,26 +39,17 @@ class _BatchNorm(Module):
         self.running_mean = np.zeros(num_features, np.float32)
         self.running_var = np.ones(num_features, np.float32)
 
-    def _forward(self, x):
+    def _check_input(self, x):
         check_input(self, x, self.ndim, self.expected.format(self.num_features), channels=self.num_features)
+
+    def _forward(self, x):
+        self._check_input(x)
         rows = x.reshape(self.num_features, -1)
-        count = rows.shape[1]
         gamma = self.weight.value.astype(x.dtype, copy=False)[:, None]
         beta = self.bias.value.astype(x.dtype, copy=False)[:, None]
         if self.training:
-            if count < 2:
-                raise ValueError(
-                    f"{self!r}: training needs more than one value per channel, found input {x.shape[::-1]}"
-                )
-            mean = rows.mean(axis=1)
-            normalised = rows - mean[:, None]  # centred here, normalised in place below
-            var = np.einsum("ij,ij->i", normalised, normalised) / count
-            inv_std = 1.0 / np.sqrt(var + self.eps)
-            normalised *= inv_std[:, None]
-            m = self.momentum
-            self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(self.running_mean.dtype)
-            unbiased = var * (count / (count - 1))
-            self.running_var = ((1 - m) * self.running_var + m * unbiased).astype(self.running_var.dtype)
+            _, inv_std, normalised = self._batch_statistics(rows, x.shape)
+            normalised *= inv_std[:, None]  # centred rows, normalised in place
             self._cache = (normalised, inv_std, gamma)
             out = normalised * gamma
             out += beta
@@ -70,6 +62,25 @@ class _BatchNorm(Module):
             out += shift
         self._cached_training = self.training
         return out.reshape(x.shape)
+
+    def _batch_statistics(self, rows, input_shape):
+        """The training batch's (mean, 1/σ, centred rows), one row per channel, and the
+        running statistics updated with them. Shared with the fused BatchNorm → MaxPool
+        step (fusion.py), whose output must equal this layer's bit for bit."""
+        count = rows.shape[1]
+        if count < 2:
+            raise ValueError(
+                f"{self!r}: training needs more than one value per channel, found input {public_shape(input_shape)}"
+            )
+        mean = rows.mean(axis=1)
+        centred = rows - mean[:, None]
+        var = np.einsum("ij,ij->i", centred, centred) / count
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        m = self.momentum
+        self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(self.running_mean.dtype)
+        unbiased = var * (count / (count - 1))
+        self.running_var = ((1 - m) * self.running_var + m * unbiased).astype(self.running_var.dtype)
+        return mean, inv_std, centred
 
     def _backward(self, dout):
         cached, inv_std, gamma = self._cache

@@ -110,9 +110,7 @@ class MaxPool2D(_Pool2D):
         self._check(x)
         padded = pad_spatial(x, self.padding, -np.inf)
         windows = window_view(padded, self.kernel_size, self.stride)
-        out = windows[:, 0, 0].copy()
-        for i, j in _offsets(self.kernel_size)[1:]:
-            np.maximum(out, windows[:, i, j], out=out)
+        out = self._window_max(windows)
         if self.training:
             # Found now, while the input is still in cache, and a quarter of its size in bytes
             # for 2×2 windows: the backward pass then need not read the input again.
@@ -120,6 +118,13 @@ class MaxPool2D(_Pool2D):
         else:  # eval: a backward pass is rare, so find the maxima only if one comes
             hits, kept = None, (padded, out)
         self._cache = (padded.shape, out.shape, hits, kept)
+        return out
+
+    def _window_max(self, windows):
+        """The maximum of each window of a `window_view`, (C, OH, OW, N)."""
+        out = windows[:, 0, 0].copy()
+        for i, j in _offsets(self.kernel_size)[1:]:
+            np.maximum(out, windows[:, i, j], out=out)
         return out
 
     def _first_maxima(self, windows, out):
