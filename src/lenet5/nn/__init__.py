@@ -2,7 +2,8 @@
 
 Where to find a layer's backward pass: `<module>.<Layer>._backward` — conv.py (Conv2D),
 pooling.py (MaxPool2D, AvgPool2D, Subsampling), batchnorm.py, activations.py, dropout.py,
-dense.py (Dense, Flatten), loss.py (SoftmaxCrossEntropy.value_and_grad).
+dense.py (Dense, Flatten), loss.py (SoftmaxCrossEntropy.value_and_grad). In training, a
+Sequential runs BatchNorm2D → MaxPool2D (→ ReLU) as one step: fusion.py (NormPoolReLU._backward).
 """
 
 from .activations import ReLU, ScaledTanh, Sigmoid, Softmax, Tanh
