@@ -24,6 +24,13 @@ def models():
         "bn_after_relu_and_padded_pool": ln.Sequential(
             ln.Conv2D(2, 3, 3, rng=rng), ln.ReLU(), ln.BatchNorm2D(3), ln.MaxPool2D(3, stride=2, padding=1),
             ln.Flatten(), ln.Dense(3, 4, rng=rng)),
+        "sigmoids_between_linear_layers": ln.Sequential(
+            ln.Conv2D(2, 3, 3, padding=1, rng=rng), ln.Sigmoid(), ln.AvgPool2D(2),
+            ln.Conv2D(3, 3, 2, bias=False, connections=connection_table(rng, 3, 3), rng=rng), ln.Sigmoid(),
+            ln.Flatten(), ln.Dense(3, 5, rng=rng), ln.Sigmoid(), ln.Dense(5, 4, rng=rng), ln.Sigmoid()),
+        "sigmoid_before_a_padded_conv": ln.Sequential(
+            ln.Conv2D(2, 3, 3, padding=1, rng=rng), ln.Sigmoid(), ln.Conv2D(3, 2, 3, padding=1, rng=rng),
+            ln.Flatten(), ln.Dense(32, 4, rng=rng)),
         "nested": ln.Sequential(
             ("block", ln.Sequential(ln.Conv2D(2, 3, 3, padding=1, rng=rng), ln.BatchNorm2D(3), ln.Dropout(0.5, rng=2))),
             ln.ReLU(), ln.MaxPool2D(2), ln.Flatten(), ln.Dense(12, 4, rng=rng)),
@@ -76,3 +83,15 @@ def test_predict_between_forward_and_backward_leaves_the_gradients_alone():
     model.forward(x)
     model.predict(rng.standard_normal((7, 1, 32, 32)))
     assert np.array_equal(model.backward(upstream), expected)
+
+
+def test_sigmoids_between_linear_layers_run_as_tanh_and_the_others_stay():
+    from lenet5.models import build_model
+    from lenet5.nn.inference import inference_layers
+
+    kinds = [type(layer).__name__ for layer in inference_layers(build_model("classic").layers)]
+    assert "Sigmoid" not in kinds and kinds.count("Tanh") == 4
+    last = [type(layer).__name__ for layer in inference_layers(prepared("sigmoids_between_linear_layers").layers)]
+    assert last.count("Tanh") == 3 and last[-1] == "Sigmoid"  # nothing linear after the last one
+    padded = [type(layer).__name__ for layer in inference_layers(prepared("sigmoid_before_a_padded_conv").layers)]
+    assert padded.count("Sigmoid") == 1
