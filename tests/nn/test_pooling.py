@@ -112,6 +112,19 @@ def test_an_all_zero_window_routes_its_gradient_to_its_first_element_only(dtype)
     assert np.array_equal(dx, torch_max_pool_gradient(x, layer, dout))
 
 
+@settings(max_examples=60, deadline=None)
+@given(size=st.tuples(st.integers(2, 9), st.integers(2, 9)), batch=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_two_by_two_ties_route_like_the_loop_oracle_in_both_modes(size, batch, seed):
+    # Values from {-1, 0, 1}: most windows tie, in every arrangement of their four elements.
+    x = np.random.default_rng(seed).integers(-1, 2, (batch, 2) + size).astype(np.float64)
+    dout = np.random.default_rng(seed + 1).standard_normal((batch, 2, size[0] // 2, size[1] // 2))
+    expected = naive.pool2d_backward(x, (2, 2), (2, 2), (0, 0), "max", dout)
+    for training in (True, False):
+        layer = ln.MaxPool2D(2).train(training)
+        layer.forward(x)
+        np.testing.assert_array_equal(layer.backward(dout), expected)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("kernel", [2, 3, (2, 3)])
 def test_repeated_maxima_give_exactly_one_gradient_per_window_at_the_first_maximum(kernel, dtype):

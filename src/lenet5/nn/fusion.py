@@ -77,7 +77,7 @@ class NormPoolReLU(Module):
         pool._check(x)
         mean, inv_std, _ = norm._batch_statistics(x.reshape(norm.num_features, -1), x.shape)
         windows = window_view(x, pool.kernel_size, pool.stride)
-        maxima = pool._window_max(x, windows)
+        maxima = pool._window_max(windows)
         hits = pool._first_maxima(windows, maxima)
         # The same operations, in the same order, as BatchNorm's forward pass.
         normalised = maxima

@@ -140,17 +140,16 @@ def col2im(
     windows = columns.reshape(channels, kh, kw, oh, ow, batch)
     dx = np.zeros(input_shape, dtype=columns.dtype)
     with np.errstate():  # restores the buffer size on exit
-        np.setbufsize(row_buffer_size(ow * batch if sw == 1 else batch))
+        np.setbufsize(_row_buffer_size(ow * batch if sw == 1 else batch))
         for i in range(kh):
             for j in range(kw):
                 dx[:, i : i + sh * oh : sh, j : j + sw * ow : sw, :] += windows[:, i, j]
     return dx
 
 
-def row_buffer_size(row_length: int) -> int:
-    """The ufunc buffer size for element-wise operations on operands made of contiguous
-    rows of `row_length` elements, laid out with different strides (col2im's adds, the
-    row step of 2×2 pooling).
+def _row_buffer_size(row_length: int) -> int:
+    """The ufunc buffer size for col2im's adds, whose operands are contiguous rows of
+    `row_length` elements laid out with different strides in source and destination.
 
     With NumPy's default buffer (8,192 elements) longer than such a row, the adds went
     through buffer copies: C3's col2im took 1.4 ms at batch 256 and 0.37 ms at batch 64,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import check_input, positive_int
-from .im2col import output_size, pad_spatial, pair, row_buffer_size, unpad_spatial, window_view
+from .im2col import output_size, pad_spatial, pair, unpad_spatial, window_view
 from .module import Module
 from .parameter import Parameter
 
@@ -26,27 +26,11 @@ def _input_slice(i, j, stride, out_hw):
 
 def window_sum(padded, kernel, stride):
     """Σ over each KH×KW window of a (C, H, W, N) array -> (C, OH, OW, N)."""
-    if kernel == stride == (2, 2):
-        return _reduce_2x2(padded, np.add)
     windows = window_view(padded, kernel, stride)
     total = windows[:, 0, 0].copy()
     for i, j in _offsets(kernel)[1:]:
         total += windows[:, i, j]
     return total
-
-
-def _reduce_2x2(x, pair_op):
-    """pair_op over each 2×2 window (stride 2) of a (C, H, W, N) array -> (C, H//2, W//2, N),
-    rows first: pairing rows reads runs of W·N contiguous elements, so only the second
-    step, on half the data, reads the runs of N that pairing columns leaves."""
-    channels, height, width, batch = x.shape
-    oh, ow = height // 2, width // 2
-    rows = np.reshape(x[:, : 2 * oh], (channels, oh, 2, width * batch))
-    with np.errstate():  # restores the buffer size on exit
-        np.setbufsize(row_buffer_size(width * batch))
-        row_pairs = pair_op(rows[:, :, 0], rows[:, :, 1])
-    columns = row_pairs.reshape(channels, oh, width, batch)[:, :, : 2 * ow].reshape(channels, oh, ow, 2 * batch)
-    return pair_op(columns[..., :batch], columns[..., batch:])
 
 
 def window_sum_backward(dtotal, padded_shape, kernel, stride):
@@ -126,7 +110,7 @@ class MaxPool2D(_Pool2D):
         self._check(x)
         padded = pad_spatial(x, self.padding, -np.inf)
         windows = window_view(padded, self.kernel_size, self.stride)
-        out = self._window_max(padded, windows)
+        out = self._window_max(windows)
         if self.training:
             # Found now, while the input is still in cache, and a quarter of its size in bytes
             # for 2×2 windows: the backward pass then need not read the input again.
@@ -136,10 +120,8 @@ class MaxPool2D(_Pool2D):
         self._cache = (padded.shape, out.shape, hits, kept)
         return out
 
-    def _window_max(self, padded, windows):
-        """The maximum of each window of `padded`, whose `window_view` is `windows`: (C, OH, OW, N)."""
-        if self.kernel_size == self.stride == (2, 2):
-            return _reduce_2x2(padded, np.maximum)
+    def _window_max(self, windows):
+        """The maximum of each window of a `window_view`, (C, OH, OW, N)."""
         out = windows[:, 0, 0].copy()
         for i, j in _offsets(self.kernel_size)[1:]:
             np.maximum(out, windows[:, i, j], out=out)
