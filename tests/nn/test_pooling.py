@@ -70,9 +70,9 @@ def test_output_and_gradients_match_torch(kind, config, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("size", [(4, 6), (5, 7), (2, 3), (9, 2)])
-def test_two_by_two_windows_pair_rows_then_columns_and_match_torch(kind, size, dtype):
-    # 2×2 windows with stride 2 take their own path (rows paired first); odd sizes drop
-    # the last row or column, and a batch-first input reaches the layer as a strided view.
+def test_two_by_two_windows_on_odd_and_even_sizes_match_torch(kind, size, dtype):
+    # LeNet's own pooling: odd sizes drop the last row or column, and a batch-first input
+    # reaches the layer as a strided view.
     layer = KINDS[kind](2)
     check_against_twin(layer, np.random.default_rng(6).standard_normal((3, 2) + size), dtype, seed=7)
     assert KINDS[kind](2, 2).forward(np.ones((1, 1) + size)).shape == (1, 1, size[0] // 2, size[1] // 2)
