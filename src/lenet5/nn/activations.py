@@ -38,8 +38,12 @@ class Sigmoid(Module):
         return out
 
     def _backward(self, dout):
+        # One new array, updated in place: `dout * out * (1 - out)` would allocate three.
         out = self._out
-        return dout * out * (1 - out)
+        dx = np.subtract(1, out)
+        dx *= out
+        dx *= dout
+        return dx
 
 
 class Tanh(Module):
@@ -52,7 +56,10 @@ class Tanh(Module):
         return self._out
 
     def _backward(self, dout):
-        return dout * (1 - self._out * self._out)
+        dx = np.square(self._out)
+        np.subtract(1, dx, out=dx)
+        dx *= dout
+        return dx
 
 
 class ScaledTanh(Module):
@@ -71,7 +78,11 @@ class ScaledTanh(Module):
         return self._tanh * self.amplitude
 
     def _backward(self, dout):
-        return dout * (self.amplitude * self.slope) * (1 - self._tanh * self._tanh)
+        dx = np.square(self._tanh)
+        np.subtract(1, dx, out=dx)
+        dx *= dout
+        dx *= self.amplitude * self.slope
+        return dx
 
 
 class Softmax(Module):
