@@ -32,16 +32,18 @@ from .pooling import MaxPool2D, _input_slice, _offsets
 def training_steps(layers) -> list:
     """`layers` as a training pass runs them: each BatchNorm2D → MaxPool2D pair (with a ReLU
     after it, if there is one) becomes one `NormPoolReLU` step; everything else is itself."""
+    def at(position):
+        return layers[position] if position < len(layers) else None
+
     steps, position = [], 0
     while position < len(layers):
-        norm, pool = layers[position], layers[position + 1] if position + 1 < len(layers) else None
-        if NormPoolReLU.fusible(norm, pool):
-            after = layers[position + 2] if position + 2 < len(layers) else None
-            relu = after if isinstance(after, ReLU) else None
-            steps.append(NormPoolReLU(norm, pool, relu))
+        layer, following = layers[position], at(position + 1)
+        if NormPoolReLU.fusible(layer, following):
+            relu = at(position + 2) if isinstance(at(position + 2), ReLU) else None
+            steps.append(NormPoolReLU(layer, following, relu))
             position += 2 if relu is None else 3
         else:
-            steps.append(norm)
+            steps.append(layer)
             position += 1
     return steps
 
