@@ -1,9 +1,11 @@
 """lenet5 against PyTorch on the CPU, the same networks side by side in one run.
 
 For each model and batch size, rounds alternate lenet5 and PyTorch so drift in the machine
-(thermal, other load) hits both. It prints training seconds per epoch (median, min, max),
-inference images per second, peak memory, lenet5's time per layer type, and the arithmetic
-floor (FLOPs per epoch over a measured matrix-multiply rate); it writes results.json.
+(thermal, other load) hits both, and which side goes first alternates too. It prints
+training seconds per epoch (median, min, max), inference images per second, peak memory,
+both sides' time per layer type (PyTorch's from torch.profiler's operator times), and the
+arithmetic floor (FLOPs per epoch over a measured matrix-multiply rate); it writes
+results.json.
 
     python benchmarks/bench.py                   # the full table (several minutes)
     python benchmarks/bench.py --images 12800    # a quicker estimate, scaled to an epoch
@@ -121,9 +123,9 @@ def time_training(model_name, batch_sizes, rounds, images, seed=0):
         for side in sides.values():  # warm-up: first-call allocations, BLAS thread start
             side.train(x, y, batch_size, rng.permutation(len(x))[: batch_size * 4])
         times = collections.defaultdict(list)
-        for _ in range(rounds):
+        for round_index in range(rounds):
             order = rng.permutation(len(x))[:images]
-            for name, side in sides.items():
+            for name, side in _in_turn(sides, round_index):
                 started = time.perf_counter()
                 side.train(x, y, batch_size, order)
                 times[name].append((time.perf_counter() - started) * EPOCH / images)
@@ -137,10 +139,17 @@ def time_training(model_name, batch_sizes, rounds, images, seed=0):
         side.infer(x_test[:1000], INFERENCE_BATCHES[0])
         trial = {size: max(_throughput(side, x_test, size) for _ in range(2)) for size in INFERENCE_BATCHES}
         best_batch[name] = max(trial, key=trial.get)
-    for _ in range(rounds):
-        for name, side in sides.items():
+    for round_index in range(rounds):
+        for name, side in _in_turn(sides, round_index):
             inference[name].append(_throughput(side, x_test, best_batch[name]))
     return results, dict(inference), best_batch
+
+
+def _in_turn(sides, round_index):
+    """The sides in the order they run in this round: lenet5 first in even rounds, PyTorch
+    first in odd ones, so neither always runs right after the other."""
+    items = list(sides.items())
+    return items if round_index % 2 == 0 else items[::-1]
 
 
 def _throughput(side, x, batch_size) -> float:
@@ -266,6 +275,60 @@ def layer_split(model_name, batch_size, images, seed=0):
     return split
 
 
+# PyTorch's operators by the layer type they belong to. An operator not listed is charged to
+# the nearest listed operator above it in the profiler's call tree (an allocation inside a
+# convolution is convolution time), and to "other" when there is none.
+TORCH_GROUPS = {
+    "convolution forward": ("aten::conv2d", "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution"),
+    "convolution backward": ("aten::convolution_backward",),
+    "pooling forward": ("aten::max_pool2d", "aten::max_pool2d_with_indices", "aten::avg_pool2d"),
+    "pooling backward": ("aten::max_pool2d_with_indices_backward", "aten::avg_pool2d_backward"),
+    "normalisation forward": ("aten::batch_norm", "aten::_batch_norm_impl_index", "aten::native_batch_norm"),
+    "normalisation backward": ("aten::native_batch_norm_backward",),
+    # Dropout is charged to activations on both sides (LAYER_GROUPS).
+    "activations forward": ("aten::relu", "aten::clamp_min", "aten::sigmoid", "aten::tanh", "aten::dropout",
+                            "aten::native_dropout", "aten::bernoulli_", "aten::mul"),
+    "activations backward": ("aten::threshold_backward", "aten::sigmoid_backward", "aten::tanh_backward",
+                             "aten::native_dropout_backward"),
+    "dense forward": ("aten::linear", "aten::addmm"),
+    "dense backward": ("aten::mm",),
+    "loss": ("aten::cross_entropy_loss", "aten::log_softmax", "aten::_log_softmax", "aten::nll_loss",
+             "aten::nll_loss_forward", "aten::nll_loss_backward", "aten::_log_softmax_backward_data"),
+    "optimiser": ("Optimizer.step#Adam.step", "Optimizer.zero_grad#Adam.zero_grad"),
+}
+TORCH_GROUP_OF = {name: group for group, names in TORCH_GROUPS.items() for name in names}
+
+
+def torch_layer_split(model_name, batch_size, images, seed=0):
+    """PyTorch's seconds per epoch by layer type, from torch.profiler's operator times.
+
+    The profiler adds a little time to every operator, so this is a split, not a timing: its
+    parts sum to the profiled epoch, which "other" (Python, autograd bookkeeping, batching)
+    completes.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    x, y, _, _ = load_data(model_name)
+    side = TorchSide(model_name, seed)
+    order = np.random.default_rng(seed).permutation(len(x))[:images]
+    side.train(x, y, batch_size, order[: batch_size * 4])  # warm-up, as for the timings
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        started = time.perf_counter()
+        side.train(x, y, batch_size, order)
+        total = time.perf_counter() - started
+    totals = collections.defaultdict(float)
+    for event in profiler.events():
+        owner = event
+        while owner is not None and owner.name not in TORCH_GROUP_OF:
+            owner = owner.cpu_parent
+        if owner is not None:
+            totals[TORCH_GROUP_OF[owner.name]] += event.self_cpu_time_total / 1e6
+    scale = EPOCH / images
+    split = {key: value * scale for key, value in sorted(totals.items(), key=lambda kv: -kv[1])}
+    split["other (batching, Python)"] = total * scale - sum(split.values())
+    return split
+
+
 def flops_per_epoch(model_name) -> float:
     """Multiply-adds ×2 of the matrix products of one training epoch (forward + backward)."""
     from lenet5.models import build_model
@@ -304,11 +367,24 @@ def stats(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def print_split(ours, theirs):
+    """Both sides' time by layer type, largest first; lenet5's im2col and col2im are its
+    convolution's own, which PyTorch's convolution operators include."""
+    print(f"  {'time by layer type at batch 256, s/epoch':<48}{'lenet5':>8}{'pytorch':>9}")
+    for key in sorted(set(ours) | set(theirs), key=lambda k: -max(ours.get(k, 0), theirs.get(k, 0))):
+        cells = [f"{side[key]:.2f}" if key in side else "-" for side in (ours, theirs)]
+        print(f"    {key:<46}{cells[0]:>8}{cells[1]:>9}")
+    convolution = ("convolution forward", "convolution backward", "im2col", "col2im")
+    print(f"    {'convolution in all (with im2col, col2im)':<46}"
+          f"{sum(ours.get(k, 0) for k in convolution):>8.2f}{sum(theirs.get(k, 0) for k in convolution):>9.2f}")
+    print(f"    {'total':<46}{sum(ours.values()):>8.2f}{sum(theirs.values()):>9.2f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="lenet5,classic,relu")
     parser.add_argument("--batch-sizes", default="64,256")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6, help="even, so each side goes first equally often")
     parser.add_argument("--images", type=int, default=EPOCH, help="images timed per round (scaled to an epoch)")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args(argv)
@@ -329,8 +405,10 @@ def main(argv=None):
         training, inference, inference_batch = time_training(model_name, batch_sizes, args.rounds, args.images)
         memory = measure_memory(model_name)
         split = layer_split(model_name, 256, min(args.images, 12_800))
+        torch_split = torch_layer_split(model_name, 256, min(args.images, 12_800))
         flops = flops_per_epoch(model_name)
         entry = {"training": {}, "inference": {}, "memory": memory, "layer_split_batch256": split,
+                 "pytorch_layer_split_batch256": torch_split,
                  "flops_per_epoch": flops, "floor_seconds_per_epoch": flops / rate}
         print(f"== {model_name}")
         print(f"  {'training s/epoch':<22}{'lenet5 (med/min/max)':>24}{'pytorch (med/min/max)':>26}{'ratio':>8}")
@@ -354,8 +432,7 @@ def main(argv=None):
               f"ratio {memory_ratio:.2f}")
         print(f"  arithmetic floor: {flops / 1e9:.0f} GFLOP/epoch / {rate / 1e9:.0f} GFLOP/s = "
               f"{flops / rate:.2f} s/epoch")
-        print("  lenet5 time by layer type at batch 256 (s/epoch): " +
-              ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
+        print_split(split, torch_split)
         print()
         report["models"][model_name] = entry
     args.output.write_text(json.dumps(report, indent=2) + "\n")
