@@ -264,7 +264,7 @@ def layer_split(model_name, batch_size, images, seed=0):
     total = time.perf_counter() - started
     conv.column_blocks, conv.col2im, fusion.NormPoolReLU._forward, fusion.NormPoolReLU._backward = originals
     scale = EPOCH / images
-    split = {key: value * scale for key, value in sorted(totals.items(), key=lambda kv: -kv[1])}
+    split = _per_epoch(totals, images)
     # im2col/col2im ran inside the convolution's own timers: report convolution without them.
     inside = {"forward": nested["forward"] * scale,
               "backward": nested["backward"] * scale + split.get("col2im", 0.0)}
@@ -323,10 +323,15 @@ def torch_layer_split(model_name, batch_size, images, seed=0):
             owner = owner.cpu_parent
         if owner is not None:
             totals[TORCH_GROUP_OF[owner.name]] += event.self_cpu_time_total / 1e6
-    scale = EPOCH / images
-    split = {key: value * scale for key, value in sorted(totals.items(), key=lambda kv: -kv[1])}
-    split["other (batching, Python)"] = total * scale - sum(split.values())
+    split = _per_epoch(totals, images)
+    split["other (batching, Python)"] = total * EPOCH / images - sum(split.values())
     return split
+
+
+def _per_epoch(totals, images):
+    """Seconds measured over `images` images, scaled to one epoch, largest first."""
+    scale = EPOCH / images
+    return {key: value * scale for key, value in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def flops_per_epoch(model_name) -> float:
