@@ -15,6 +15,7 @@ from .gradcheck import check_layer, check_model, numerical_gradient, rel_error
 from .loss import SoftmaxCrossEntropy
 from .module import Module
 from .optim import SGD, Adam, AdamW, Optimizer
+from .parallel import DataParallel, ParallelError
 from .parameter import Parameter
 from .pooling import AvgPool2D, MaxPool2D, Subsampling
 from .schedules import ConstantLR, CosineLR, EpochListLR, ExponentialLR, StepLR
@@ -22,8 +23,8 @@ from .sequential import Sequential
 
 __all__ = [
     "Adam", "AdamW", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "ConstantLR", "Conv2D",
-    "CosineLR", "Dense", "Dropout", "EpochListLR", "ExponentialLR", "Flatten", "MaxPool2D",
-    "Module", "Optimizer", "Parameter", "ReLU", "SGD", "ScaledTanh", "Sequential", "Sigmoid",
+    "CosineLR", "DataParallel", "Dense", "Dropout", "EpochListLR", "ExponentialLR", "Flatten", "MaxPool2D",
+    "Module", "Optimizer", "ParallelError", "Parameter", "ReLU", "SGD", "ScaledTanh", "Sequential", "Sigmoid",
     "Softmax", "SoftmaxCrossEntropy", "StepLR", "Subsampling", "Tanh", "check_layer",
     "check_model", "numerical_gradient", "rel_error",
 ]

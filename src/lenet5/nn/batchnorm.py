@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .checks import check_input, positive_int
 from .layout import public_shape
 from .module import Module
@@ -48,42 +49,47 @@ class _BatchNorm(Module):
         gamma = self.weight.value.astype(x.dtype, copy=False)[:, None]
         beta = self.bias.value.astype(x.dtype, copy=False)[:, None]
         if self.training:
-            _, inv_std, normalised = self._batch_statistics(rows, x.shape)
+            _, inv_std, normalised, count = self._batch_statistics(rows, x.shape)
             normalised *= inv_std[:, None]  # centred rows, normalised in place
-            self._cache = (normalised, inv_std, gamma)
+            self._cache = (normalised, inv_std, gamma, count)
             out = normalised * gamma
             out += beta
         else:
             inv_std = (1.0 / np.sqrt(self.running_var + self.eps)).astype(x.dtype)
             scale = gamma * inv_std[:, None]
             shift = beta - self.running_mean.astype(x.dtype)[:, None] * scale
-            self._cache = (rows, inv_std, gamma)
+            self._cache = (rows, inv_std, gamma, rows.shape[1])
             out = rows * scale
             out += shift
         self._cached_training = self.training
         return out.reshape(x.shape)
 
     def _batch_statistics(self, rows, input_shape):
-        """The training batch's (mean, 1/σ, centred rows), one row per channel, and the
-        running statistics updated with them. Shared with the fused BatchNorm → MaxPool
-        step (fusion.py), whose output must equal this layer's bit for bit."""
+        """The training batch's (mean, 1/σ, centred rows, values per channel), one row per
+        channel, and the running statistics updated with them. Shared with the fused
+        BatchNorm → MaxPool step (fusion.py), whose output must equal this layer's bit for
+        bit. In a data-parallel pass the sums run over every process's share (parallel.py)."""
         count = rows.shape[1]
+        if parallel.active():
+            sums = parallel.all_sum(np.append(rows.sum(axis=1, dtype=np.float64), count))
+            count, mean = int(sums[-1]), (sums[:-1] / sums[-1]).astype(rows.dtype)
+        else:
+            mean = rows.mean(axis=1)
         if count < 2:
             raise ValueError(
                 f"{self!r}: training needs more than one value per channel, found input {public_shape(input_shape)}"
             )
-        mean = rows.mean(axis=1)
         centred = rows - mean[:, None]
-        var = np.einsum("ij,ij->i", centred, centred) / count
+        var = parallel.all_sum(np.einsum("ij,ij->i", centred, centred)) / count
         inv_std = 1.0 / np.sqrt(var + self.eps)
         m = self.momentum
         self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(self.running_mean.dtype)
         unbiased = var * (count / (count - 1))
         self.running_var = ((1 - m) * self.running_var + m * unbiased).astype(self.running_var.dtype)
-        return mean, inv_std, centred
+        return mean, inv_std, centred, count
 
     def _backward(self, dout):
-        cached, inv_std, gamma = self._cache
+        cached, inv_std, gamma, count = self._cache
         rows = dout.reshape(self.num_features, -1)
         if not self._cached_training:  # eval: an affine map per channel, statistics fixed
             normalised = (cached - self.running_mean.astype(cached.dtype)[:, None]) * inv_std[:, None]
@@ -96,8 +102,8 @@ class _BatchNorm(Module):
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         # dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)), the batch-mean terms coming from
-        # the mean and variance depending on every sample of the channel.
-        count = rows.shape[1]
+        # the mean and variance depending on every sample of the channel (of every share).
+        dbeta, dgamma = parallel.all_sum(np.stack([dbeta, dgamma]))
         dx = normalised * (-dgamma / count)[:, None]
         dx += rows
         dx -= (dbeta / count)[:, None]

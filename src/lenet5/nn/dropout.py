@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .init import as_generator
 from .module import Module
 
@@ -32,7 +33,11 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             self._mask = None
             return x
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        # In a data-parallel pass (batch last) each process draws the whole batch's mask
+        # and keeps its own share's columns: the masks of a single process, whatever the split.
+        total, start = parallel.batch_share(x.shape[-1])
+        draws = self.rng.random(x.shape[:-1] + (total,), dtype=np.float32)[..., start : start + x.shape[-1]]
+        keep = draws >= self.p
         self._mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.p))
         return x * self._mask
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .activations import ReLU
 from .batchnorm import BatchNorm2D
 from .im2col import window_view
@@ -77,7 +78,7 @@ class NormPoolReLU(Module):
             return x
         norm._check_input(x)
         pool._check(x)
-        mean, inv_std, _ = norm._batch_statistics(x.reshape(norm.num_features, -1), x.shape)
+        mean, inv_std, _, count = norm._batch_statistics(x.reshape(norm.num_features, -1), x.shape)
         windows = window_view(x, pool.kernel_size, pool.stride)
         maxima = pool._window_max(windows)
         hits = pool._first_maxima(windows, maxima)
@@ -92,7 +93,7 @@ class NormPoolReLU(Module):
         if self.relu is not None:
             np.maximum(out, 0, out=out)
             positive = out > 0
-        self._cache = (x, hits, normalised, positive, mean, inv_std, gamma)
+        self._cache = (x, hits, normalised, positive, mean, inv_std, gamma, count)
         return out
 
     def _backward(self, dout):
@@ -100,7 +101,7 @@ class NormPoolReLU(Module):
             for layer in reversed(self._layers):
                 dout = layer._backward(dout)
             return dout
-        x, hits, normalised, positive, mean, inv_std, gamma = self._cache
+        x, hits, normalised, positive, mean, inv_std, gamma, count = self._cache
         norm, pool = self.norm, self.pool
         pooled_grad = dout * positive if positive is not None else dout
         channels = norm.num_features
@@ -109,7 +110,7 @@ class NormPoolReLU(Module):
         dgamma = np.einsum("ij,ij->i", rows, normalised.reshape(channels, -1))
         norm.weight.grad += dgamma
         norm.bias.grad += dbeta
-        count = x.size // channels
+        dbeta, dgamma = parallel.all_sum(np.stack([dbeta, dgamma]))  # over every share's values
         a = gamma * inv_std
         b = -a * inv_std * dgamma / count
         c = -a * dbeta / count - b * mean
