@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import fields
@@ -67,7 +68,27 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--train-limit", type=int, help="train on the first N images only")
     parser.add_argument("--test-limit", type=int, help="test on the first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--workers", type=_workers, default="auto", metavar="N",
+                        help="processes each batch is split over, one per core; 'auto': "
+                             f"the cores this process may use, at most {AUTO_WORKERS_MAX} (auto)")
     parser.set_defaults(handler=train_command)
+
+
+# The most processes measured (benchmarks/bench.py, on a 2-core machine); beyond it is untested.
+AUTO_WORKERS_MAX = 2
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(cores, AUTO_WORKERS_MAX))
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', found {text!r}")
+    return value
 
 
 def train_command(args) -> int:
@@ -96,7 +117,7 @@ def train_command(args) -> int:
             args.out = Path("runs") / f"{args.model}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)
     splits = load_splits(config, data_dir=args.data_dir)
-    trainer = Trainer(config, args.out, splits, progress=not args.no_progress)
+    trainer = Trainer(config, args.out, splits, progress=not args.no_progress, workers=args.workers)
     if args.resume:
         trainer.restore()
         print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step}", flush=True)
@@ -104,7 +125,8 @@ def train_command(args) -> int:
         c = trainer.config
         print(f"training {c.model} on {c.dataset}: {len(splits.x_train):,} images "
               f"({len(splits.x_val):,} held out for validation), {c.epochs} epochs, batch {c.batch_size}, "
-              f"{c.optimizer} lr {c.lr:g} ({c.schedule}), seed {c.seed}", flush=True)
+              f"{c.optimizer} lr {c.lr:g} ({c.schedule}), seed {c.seed}, "
+              f"{trainer.parallel.world} process{'es' if trainer.parallel.world > 1 else ''}", flush=True)
     try:
         trainer.fit()
     except KeyboardInterrupt:

@@ -34,7 +34,7 @@ from .errors import Lenet5Error
 from .evaluation import evaluate
 from .fileio import atomic_write_text
 from .models import build_model, get_spec
-from .nn import SGD, Adam, AdamW, SoftmaxCrossEntropy
+from .nn import SGD, Adam, AdamW, DataParallel, SoftmaxCrossEntropy
 from .nn.schedules import ConstantLR, CosineLR, EpochListLR, ExponentialLR, StepLR
 from .progress import ProgressBar
 from .serialization import build_from_metadata, load_arrays, save_arrays, save_model
@@ -186,10 +186,12 @@ class Trainer:
         config: the run's settings (resolved against the model's defaults).
         run_dir: where files go. splits: the data (from `load_splits`).
         progress: show a progress bar per epoch. log: where epoch lines go (stdout).
+        workers: processes each batch is split over (`nn.DataParallel`), one per core;
+            the results equal one process's up to rounding.
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, splits: DataSplits,
-                 progress: bool = True, log=None) -> None:
+                 progress: bool = True, log=None, workers: int = 1) -> None:
         self.config = config.resolved()
         self.run_dir = Path(run_dir)
         self.splits = splits
@@ -198,6 +200,8 @@ class Trainer:
         init_seed, shuffle_seed, augment_seed = np.random.SeedSequence(self.config.seed).generate_state(3)
         self.model = build_model(self.config.model, seed=int(init_seed))
         self.optimizer = make_optimizer(self.config, self.model.parameters())
+        self.workers = workers
+        self.parallel = DataParallel(self.model, workers)
         self.schedule = make_schedule(self.config)
         self.shuffle_rng = np.random.default_rng(int(shuffle_seed))
         self.augment_rng = np.random.default_rng(int(augment_seed))
@@ -258,6 +262,8 @@ class Trainer:
             raise TrainingError(f"{where}: checkpoint is for model {saved_config.model!r}, not {self.config.model!r}")
         self.model = build_from_metadata(arrays, metadata, where, prefix="model.")
         self.model.train()
+        self.parallel.close()
+        self.parallel = DataParallel(self.model, self.workers)
         self.optimizer = make_optimizer(self.config, self.model.parameters())
         self.optimizer.load_state_dict({k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")})
         training = metadata["training"]
@@ -300,6 +306,7 @@ class Trainer:
                       file=sys.stderr)
             raise
         finally:
+            self.parallel.close()
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
         return self.history
@@ -332,12 +339,17 @@ class Trainer:
             for x, y in itertools.islice(batches, self.step, None):
                 if config.augment_shift:
                     x = random_shift(x, config.augment_shift, self.augment_rng, self.splits.background)
-                logits = self.model.forward(x)
-                loss, dlogits = self.criterion.value_and_grad(logits, y)
-                if not np.isfinite(loss):
-                    self._non_finite("loss")
                 self.optimizer.zero_grad()
-                self.model.backward(dlogits, input_grad=False)
+                if self.parallel.world > 1:
+                    loss, logits = self.parallel.train_step(x, y)
+                    if not np.isfinite(loss):
+                        self._non_finite("loss")
+                else:
+                    logits = self.model.forward(x)
+                    loss, dlogits = self.criterion.value_and_grad(logits, y)
+                    if not np.isfinite(loss):
+                        self._non_finite("loss")
+                    self.model.backward(dlogits, input_grad=False)
                 if not all(np.isfinite(p.grad).all() for p in self.optimizer.parameters):
                     self._non_finite("gradient")
                 self.optimizer.step()
@@ -365,7 +377,7 @@ class Trainer:
             "images_per_second": self.partial["seen"] / seconds if seconds > 0 else None,
         }
         if len(splits.x_val):
-            metrics = evaluate(self.model, splits.x_val, splits.y_val)
+            metrics = evaluate(self.parallel, splits.x_val, splits.y_val)
             row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
         self.history.append(row)
         self.epoch += 1
@@ -393,7 +405,10 @@ class Trainer:
 
     def finish(self, class_names: list[str]) -> dict[str, Any]:
         """Evaluate on the test set and write model.npz, model.json and metrics.json."""
-        test = evaluate(self.model, self.splits.x_test, self.splits.y_test)
+        try:
+            test = evaluate(self.parallel, self.splits.x_test, self.splits.y_test)
+        finally:
+            self.parallel.close()
         metrics = {
             "test_accuracy": test["accuracy"],
             "test_error_rate": test["error_rate"],
