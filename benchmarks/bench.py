@@ -50,29 +50,44 @@ def load_data(model_name: str):
 
 # -- the two sides -------------------------------------------------------------------------
 class Lenet5Side:
-    name = "lenet5"
+    """lenet5 as `lenet5 train --workers N` runs it: with N > 1, each batch is split over N
+    processes (lenet5.nn.DataParallel), one per core, each with BLAS on one thread."""
 
-    def __init__(self, model_name, seed=0):
+    name = "lenet5"
+    workers = THREADS  # set by --workers
+
+    def __init__(self, model_name, seed=0, workers=None):
         from lenet5.models import build_model
-        from lenet5.nn import Adam, SoftmaxCrossEntropy
+        from lenet5.nn import Adam, DataParallel, SoftmaxCrossEntropy
 
         self.model = build_model(model_name, seed)
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
         self.loss = SoftmaxCrossEntropy()
+        self.parallel = DataParallel(self.model, self.workers if workers is None else workers)
 
     def train(self, x, y, batch_size, order):
         model, optimizer, loss = self.model, self.optimizer, self.loss
         model.train()
         for start in range(0, len(order), batch_size):
             index = order[start: start + batch_size]
-            logits = model.forward(x[index])
-            _, dlogits = loss.value_and_grad(logits, y[index])
             optimizer.zero_grad()
-            model.backward(dlogits, input_grad=False)
+            if self.parallel.world > 1:
+                self.parallel.train_step(x[index], y[index])
+            else:  # the plain loop, which layer_split times layer by layer
+                logits = model.forward(x[index])
+                _, dlogits = loss.value_and_grad(logits, y[index])
+                model.backward(dlogits, input_grad=False)
             optimizer.step()
 
     def infer(self, x, batch_size):
-        return self.model.predict(x, batch_size)
+        return self.parallel.predict(x, batch_size)
+
+    def worker_pids(self):
+        pool = self.parallel._pool
+        return [pid for pid in pool.pids if pid > 0] if pool is not None else []
+
+    def close(self):
+        self.parallel.close()
 
 
 class TorchSide:
@@ -130,6 +145,7 @@ def time_training(model_name, batch_sizes, rounds, images, seed=0):
                 side.train(x, y, batch_size, order)
                 times[name].append((time.perf_counter() - started) * EPOCH / images)
         results[batch_size] = dict(times)
+        _close(sides)
     # Each side predicts at the batch size it runs fastest (a trial of each first), so
     # neither is held to a batch size that suits only the other.
     inference = collections.defaultdict(list)
@@ -142,7 +158,14 @@ def time_training(model_name, batch_sizes, rounds, images, seed=0):
     for round_index in range(rounds):
         for name, side in _in_turn(sides, round_index):
             inference[name].append(_throughput(side, x_test, best_batch[name]))
+    _close(sides)
     return results, dict(inference), best_batch
+
+
+def _close(sides):
+    for side in sides.values():
+        if hasattr(side, "close"):
+            side.close()
 
 
 def _in_turn(sides, round_index):
@@ -158,39 +181,49 @@ def _throughput(side, x, batch_size) -> float:
     return len(x) / (time.perf_counter() - started)
 
 
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
+def _rss_kib(field: str, pid="self") -> int:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _memory_child(side_name, model_name, batch_size, steps, queue):
+def _memory_child(side_name, model_name, batch_size, steps, workers, queue):
+    Lenet5Side.workers = workers
     x, y, _, _ = load_data(model_name)
     side = SIDES[side_name](model_name)
     order = np.random.default_rng(0).permutation(len(x))[: batch_size * steps]
-    side.train(x, y, batch_size, order[: batch_size * 2])  # first-step allocations, thread pools
-    before = _rss_kib("VmRSS")
-    # Reset the kernel's high-water mark, so the peak below is that of training alone, not
+    side.train(x, y, batch_size, order[: batch_size * 2])  # first-step allocations, thread pools, workers
+    # This process and lenet5's worker processes, whose peaks are added up: pages they share
+    # (the forked copy of the data) count once per process, so the sum is an upper bound.
+    pids = ["self"] + (side.worker_pids() if hasattr(side, "worker_pids") else [])
+    before = sum(_rss_kib("VmRSS", pid) for pid in pids)
+    # Reset the kernel's high-water marks, so the peak below is that of training alone, not
     # of loading and preprocessing the data (which both sides share).
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
+    for pid in pids:
+        with open(f"/proc/{pid}/clear_refs", "w") as clear:
+            clear.write("5")
     side.train(x, y, batch_size, order)
-    queue.put((_rss_kib("VmHWM") * 1024, before * 1024))
+    peak = sum(_rss_kib("VmHWM", pid) for pid in pids)
+    if hasattr(side, "close"):
+        side.close()
+    queue.put((peak * 1024, before * 1024, len(pids)))
 
 
 def measure_memory(model_name, batch_size=256, steps=30):
-    """Peak RSS while training each side in a fresh process, and its RSS just before."""
+    """Peak RSS while training each side in a fresh process (with lenet5's workers), and its RSS just before."""
     context = multiprocessing.get_context("spawn")
     out = {}
     for name in SIDES:
         queue = context.Queue()
-        process = context.Process(target=_memory_child, args=(name, model_name, batch_size, steps, queue))
+        process = context.Process(target=_memory_child,
+                                  args=(name, model_name, batch_size, steps, Lenet5Side.workers, queue))
         process.start()
-        peak, before = queue.get(timeout=600)
+        peak, before, processes = queue.get(timeout=600)
         process.join()
-        out[name] = {"peak_rss_mb": peak / 2**20, "training_growth_mb": (peak - before) / 2**20}
+        out[name] = {"peak_rss_mb": peak / 2**20, "training_growth_mb": (peak - before) / 2**20,
+                     "processes": processes}
     return out
 
 
@@ -203,11 +236,12 @@ LAYER_GROUPS = {
 
 
 def layer_split(model_name, batch_size, images, seed=0):
-    """lenet5's seconds per epoch by layer type, forward and backward, im2col/col2im apart."""
+    """lenet5's seconds per epoch by layer type, forward and backward, im2col/col2im apart,
+    in one process (workers=1): where the engine's time goes, before any split over cores."""
     from lenet5.nn import conv, fusion, im2col
 
     x, y, _, _ = load_data(model_name)
-    side = Lenet5Side(model_name, seed)
+    side = Lenet5Side(model_name, seed, workers=1)
     totals = collections.defaultdict(float)
 
     def timed(function, key):
@@ -391,17 +425,21 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default="64,256")
     parser.add_argument("--rounds", type=int, default=6, help="even, so each side goes first equally often")
     parser.add_argument("--images", type=int, default=EPOCH, help="images timed per round (scaled to an epoch)")
+    parser.add_argument("--workers", type=int, default=THREADS,
+                        help=f"lenet5's processes (DataParallel); PyTorch runs {THREADS} threads")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args(argv)
+    Lenet5Side.workers = args.workers
     import torch
 
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rate = matmul_rate()
     report = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {THREADS} threads, "
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, PyTorch on {THREADS} threads, "
+                   f"lenet5 on {args.workers} process{'es' if args.workers > 1 else ''}, "
                    f"Python {platform.python_version()}, NumPy {np.__version__}, PyTorch {torch.__version__}",
-        "images_per_round": args.images, "rounds": args.rounds,
+        "images_per_round": args.images, "rounds": args.rounds, "lenet5_workers": args.workers,
         "matmul_gflops": rate / 1e9, "models": {},
     }
     print(report["machine"])
@@ -432,6 +470,7 @@ def main(argv=None):
         memory_ratio = memory["lenet5"]["peak_rss_mb"] / memory["pytorch"]["peak_rss_mb"]
         entry["memory_ratio"] = memory_ratio
         print(f"  peak RSS while training at batch 256: lenet5 {memory['lenet5']['peak_rss_mb']:.0f} MB "
+              f"({memory['lenet5']['processes']} process{'es, added' if memory['lenet5']['processes'] > 1 else ''}) "
               f"(+{memory['lenet5']['training_growth_mb']:.0f} MB over its RSS before training), pytorch "
               f"{memory['pytorch']['peak_rss_mb']:.0f} MB (+{memory['pytorch']['training_growth_mb']:.0f} MB); "
               f"ratio {memory_ratio:.2f}")
