@@ -1,6 +1,7 @@
 """Inference throughput of one process against two at once, with OpenBLAS on 1 or 2 threads.
 
-A measurement for planning, not a feature: lenet5's predict runs in one process. Each
+The measurement behind lenet5.nn.DataParallel (which keeps each of its processes' OpenBLAS
+to one thread): independent processes here, with no shared model or exchanges. Each
 configuration starts fresh worker processes (the thread count must be set before NumPy
 loads OpenBLAS); every worker loads the model and its share of the 10,000 MNIST test images,
 warms up, and then all of them start predicting together on a signal. Throughput is all
