@@ -34,8 +34,9 @@ from .errors import Lenet5Error
 from .evaluation import evaluate
 from .fileio import atomic_write_text
 from .models import build_model, get_spec
-from .nn import SGD, Adam, AdamW, DataParallel, SoftmaxCrossEntropy
+from .nn import SGD, Adam, AdamW, DataParallel
 from .nn.schedules import ConstantLR, CosineLR, EpochListLR, ExponentialLR, StepLR
+from .nn.sequential import _generators
 from .progress import ProgressBar
 from .serialization import build_from_metadata, load_arrays, save_arrays, save_model
 
@@ -166,19 +167,6 @@ def make_schedule(config: TrainConfig):
     return ConstantLR(config.lr)
 
 
-def _generators(model) -> list[np.random.Generator]:
-    found = []
-
-    def walk(module):
-        if isinstance(getattr(module, "rng", None), np.random.Generator):
-            found.append(module.rng)
-        for _, child in module.named_children():
-            walk(child)
-
-    walk(model)
-    return found
-
-
 class Trainer:
     """Trains `config.model` on preprocessed splits, writing into `run_dir`.
 
@@ -205,7 +193,6 @@ class Trainer:
         self.schedule = make_schedule(self.config)
         self.shuffle_rng = np.random.default_rng(int(shuffle_seed))
         self.augment_rng = np.random.default_rng(int(augment_seed))
-        self.criterion = SoftmaxCrossEntropy()
         self.history: list[dict[str, Any]] = []
         self.epoch = 0  # the epoch in progress (0-based)
         self.step = 0  # batches of it already done
@@ -340,16 +327,9 @@ class Trainer:
                 if config.augment_shift:
                     x = random_shift(x, config.augment_shift, self.augment_rng, self.splits.background)
                 self.optimizer.zero_grad()
-                if self.parallel.world > 1:
-                    loss, logits = self.parallel.train_step(x, y)
-                    if not np.isfinite(loss):
-                        self._non_finite("loss")
-                else:
-                    logits = self.model.forward(x)
-                    loss, dlogits = self.criterion.value_and_grad(logits, y)
-                    if not np.isfinite(loss):
-                        self._non_finite("loss")
-                    self.model.backward(dlogits, input_grad=False)
+                loss, logits = self.parallel.train_step(x, y)  # in this process alone with workers=1
+                if not np.isfinite(loss):
+                    self._non_finite("loss")
                 if not all(np.isfinite(p.grad).all() for p in self.optimizer.parameters):
                     self._non_finite("gradient")
                 self.optimizer.step()

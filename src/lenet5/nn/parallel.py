@@ -84,14 +84,13 @@ class _Model:
     """What a pool sends of a model, found once: parameters, buffers, modes, generators."""
 
     def __init__(self, model) -> None:
-        from .sequential import _modules
+        from .sequential import _generators, _modules
 
         self.model = model
         self.modules = list(_modules(model))
         self.parameters = model.parameters()
         self.buffer_owners = [owner for _, owner in model._named_buffer_owners()]
-        self.generators = [module.rng for module in self.modules
-                           if isinstance(getattr(module, "rng", None), np.random.Generator)]
+        self.generators = _generators(model)
         for generator in self.generators:
             if generator.bit_generator.state["bit_generator"] != "PCG64":
                 raise ValueError("DataParallel: Dropout generators must be PCG64 (numpy's default_rng)")
@@ -258,7 +257,7 @@ class DataParallel:
                                                                        y[slice(*shares[0])], pool.group))
             pool.wait_done()
             pool.add_gradients(self._found.parameters)
-            loss += sum(float(pool.group.losses[rank]) for rank in range(1, self.world)) / len(x)
+            loss += sum(float(pool.group.losses[rank]) for rank in range(1, self.world))
             gathered = [logits] + [pool.get_output(rank, logits, shares[rank]) for rank in range(1, self.world)]
         except BaseException:
             self.close()
@@ -507,11 +506,9 @@ def _serve(found: _Model, group: Group, rank: int, wake: int, parent: int) -> in
             if header[1] == _TRAIN:
                 group.grad_areas[rank].fill(0)
                 y = group.inputs[rank, x_bytes : x_bytes + (stop - start) * 8].view(np.int64)
-                logits, loss = _train_share(model, x, y, group)
-                group.losses[rank] = loss * group.total
+                logits, group.losses[rank] = _train_share(model, x, y, group)
             else:  # predict; the header's total is the batch size
-                logits = model.predict_logits(x, group.total) if len(x) else np.zeros((0, 0), np.float32)
-            _active = None
+                logits = model.predict_logits(x, group.total)
             if logits.nbytes > INPUT_BYTES:
                 raise ValueError(f"DataParallel: outputs of {logits.nbytes} bytes exceed the {INPUT_BYTES}-byte area")
             np.copyto(group.outputs[rank, : logits.nbytes].view(logits.dtype).reshape(logits.shape), logits)

@@ -203,6 +203,11 @@ def _modules(module: Module):
         yield from _modules(child)
 
 
+def _generators(module: Module) -> list[np.random.Generator]:
+    """The random generators of `module` and everything inside it (Dropout's), in tree order."""
+    return [m.rng for m in _modules(module) if isinstance(getattr(m, "rng", None), np.random.Generator)]
+
+
 def _bytes(count: int) -> str:
     for unit in ("B", "KB", "MB"):
         if count < 1024 or unit == "MB":
