@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[image,report]'
+	$(BIN)/pip install --quiet -e '.[train,data,image,report]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python

@@ -204,6 +204,4 @@ def build_model(name: str = "lenet5", seed: int | None = 0) -> Sequential:
     """A freshly initialised model; the same seed gives the same weights, bit for bit."""
     spec = get_spec(name)
     rng = np.random.default_rng(seed)
-    model = Sequential(*spec.build(rng), name=name, input_shape=spec.input_shape)
-    model.spec = spec
-    return model
+    return Sequential(*spec.build(rng), name=name, input_shape=spec.input_shape)

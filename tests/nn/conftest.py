@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lenet5.nn.layout import to_batch_first, to_batch_last
+from lenet5.fast.layout import to_batch_first, to_batch_last
 
 from .torch_twins import LAYER_CASES, make_case
 

@@ -8,14 +8,13 @@ import pytest
 
 from lenet5 import nn as ln
 from lenet5.nn import check_layer
-from lenet5.nn.layout import to_batch_first
 
 from .torch_twins import DTYPES, check_against_twin
 
 
 def keep_mask(layer):
     """The layer's last mask, batch-first, as booleans."""
-    return np.array(to_batch_first(layer._mask)) != 0
+    return np.array(layer._mask) != 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])

@@ -1,83 +1,40 @@
-"""The column matrix, whole and in blocks: the blocks tile it exactly, in order, once."""
+"""im2col and col2im of the reference engine: the column matrix is the windows, one per
+column, and col2im is its adjoint (what makes it im2col's gradient)."""
 
 import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st
 
-from lenet5.nn import im2col
+from lenet5.nn.im2col import col2im, im2col, output_size
 
-
-@settings(max_examples=200, deadline=None)
-@given(
-    shape=st.tuples(st.integers(1, 4), st.integers(1, 11), st.integers(1, 11), st.integers(1, 6)),
-    kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
-    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-    max_columns=st.one_of(st.none(), st.integers(1, 300)),
-    dtype=st.sampled_from([np.float32, np.float64]),
-)
-def test_blocks_tile_the_whole_matrix(shape, kernel, stride, max_columns, dtype):
-    channels, height, width, batch = shape
-    kernel = (min(kernel[0], height), min(kernel[1], width))
-    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-    whole = im2col.im2col(x, kernel, stride)
-    row_length = im2col.output_size(width, kernel[1], stride[1]) * batch
-    widest = whole.shape[1] if max_columns is None else max(max_columns, row_length if stride[1] > 1 else 1)
-    tiled = np.full(whole.shape, np.nan, dtype)
-    previous_stop = 0
-    for start, stop, block in im2col.column_blocks(x, kernel, stride, max_columns):
-        assert start == previous_stop and stop > start
-        assert stop - start <= widest
-        tiled[:, start:stop] = block
-        previous_stop = stop
-    assert previous_stop == whole.shape[1]
-    np.testing.assert_array_equal(tiled, whole)
-
-
-def test_a_batch_of_one_cut_from_a_batch_first_array_gives_the_right_blocks():
-    # (1, C, H, W) seen batch-last is "contiguous" to NumPy, with the batch axis's stride
-    # left at C·H·W elements: a block within a row must not step by it.
-    batch_first = np.random.default_rng(2).standard_normal((1, 2, 9, 5))
-    x = batch_first.transpose(1, 2, 3, 0)
-    whole = im2col.im2col(np.array(x), (5, 2), (2, 1))
-    for start, stop, block in im2col.column_blocks(x, (5, 2), (2, 1), max_columns=1):
-        np.testing.assert_array_equal(block, whole[:, start:stop])
-
-
-def test_no_limit_gives_one_block_the_whole_matrix():
-    x = np.ones((6, 14, 14, 8), np.float32)
-    blocks = list(im2col.column_blocks(x, (5, 5), (1, 1)))
-    assert len(blocks) == 1 and blocks[0][:2] == (0, 10 * 10 * 8)
-
-
-def test_a_non_contiguous_input_gives_the_same_blocks():
-    x = np.random.default_rng(1).standard_normal((2, 9, 9, 5))
-    strided = np.asfortranarray(x)
-    expected = [(a, b, block.copy()) for a, b, block in im2col.column_blocks(x, (3, 3), (1, 1), 2)]
-    got = [(a, b, block.copy()) for a, b, block in im2col.column_blocks(strided, (3, 3), (1, 1), 2)]
-    assert [(a, b) for a, b, _ in got] == [(a, b) for a, b, _ in expected]
-    for (_, _, want), (_, _, have) in zip(expected, got):
-        np.testing.assert_array_equal(have, want)
+shapes = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(1, 9))
+kernels = st.tuples(st.integers(1, 4), st.integers(1, 4))
+strides = st.tuples(st.integers(1, 3), st.integers(1, 3))
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    shape=st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9), st.integers(1, 40)),
-    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
-    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-)
+@given(shape=shapes, kernel=kernels, stride=strides)
+def test_each_column_is_one_window_in_weight_order(shape, kernel, stride):
+    batch, channels, height, width = shape
+    kernel = (min(kernel[0], height), min(kernel[1], width))
+    x = np.random.default_rng(0).standard_normal(shape)
+    columns = im2col(x, kernel, stride)
+    oh, ow = output_size(height, kernel[0], stride[0]), output_size(width, kernel[1], stride[1])
+    assert columns.shape == (channels * kernel[0] * kernel[1], batch * oh * ow)
+    for n in range(batch):
+        for i in range(oh):
+            for j in range(ow):
+                window = x[n, :, i * stride[0] : i * stride[0] + kernel[0], j * stride[1] : j * stride[1] + kernel[1]]
+                np.testing.assert_array_equal(columns[:, (n * oh + i) * ow + j], window.reshape(-1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(shape=shapes, kernel=kernels, stride=strides)
 def test_col2im_is_the_adjoint_of_im2col(shape, kernel, stride):
-    # <im2col(x), c> = <x, col2im(c)> for every x and c: what makes it im2col's gradient.
-    kernel = (min(kernel[0], shape[1]), min(kernel[1], shape[2]))
+    # <im2col(x), c> = <x, col2im(c)> for every x and c.
+    kernel = (min(kernel[0], shape[2]), min(kernel[1], shape[3]))
     rng = np.random.default_rng(3)
     x = rng.standard_normal(shape)
-    columns = rng.standard_normal(im2col.im2col(x, kernel, stride).shape)
-    back = im2col.col2im(columns, shape, kernel, stride)
+    columns = rng.standard_normal(im2col(x, kernel, stride).shape)
+    back = col2im(columns, shape, kernel, stride)
     assert back.shape == shape
-    np.testing.assert_allclose(np.vdot(im2col.im2col(x, kernel, stride), columns), np.vdot(x, back), rtol=1e-10)
-
-
-def test_col2im_leaves_the_callers_ufunc_buffer_size_alone():
-    # col2im shrinks NumPy's buffer for its own adds (rows of 10·64 elements here).
-    before = np.getbufsize()
-    im2col.col2im(np.ones((150, 10 * 10 * 64), np.float32), (6, 14, 14, 64), (5, 5), (1, 1))
-    assert np.getbufsize() == before
+    np.testing.assert_allclose(np.vdot(im2col(x, kernel, stride), columns), np.vdot(x, back), rtol=1e-10)

@@ -76,10 +76,9 @@ def test_float64_parameters_and_input_give_float64(case, training):
     assert all(buffer.dtype == np.float64 for _, buffer in layer.named_buffers())
 
 
-def test_integer_and_uint8_input_become_float32():
-    layer = ln.Conv2D(1, 2, 3, rng=0)
-    assert layer.forward(np.ones((1, 1, 4, 4), np.uint8)).dtype == np.float32
-    assert ln.ReLU().forward(np.arange(6).reshape(2, 3)).dtype == np.float32
+def test_a_model_turns_integer_and_uint8_input_into_float32():
+    assert ln.Sequential(ln.Conv2D(1, 2, 3, rng=0)).forward(np.ones((1, 1, 4, 4), np.uint8)).dtype == np.float32
+    assert ln.Sequential(ln.ReLU()).forward(np.arange(6).reshape(2, 3)).dtype == np.float32
 
 
 def test_parameter_gradients_accumulate_until_cleared(case, training):

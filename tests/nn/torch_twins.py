@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from lenet5 import nn as ln
-from lenet5.nn.layout import to_batch_first
 
 TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
 DTYPES = [np.float64, np.float32]
@@ -128,7 +127,7 @@ def twin(layer):
         def dropout(x, p):
             if layer._mask is None:
                 return x.clone()
-            keep = torch.from_numpy(np.array(to_batch_first(layer._mask)) != 0)
+            keep = torch.from_numpy(np.array(layer._mask) != 0)
             return x * keep / (1 - layer.p)
 
         return dropout

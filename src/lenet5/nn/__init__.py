@@ -1,9 +1,22 @@
-"""The engine: layers with hand-written backward passes, models, optimisers, schedules.
+"""The reference engine: one class per layer, NCHW, each forward and backward on one screen.
 
-Where to find a layer's backward pass: `<module>.<Layer>._backward` — conv.py (Conv2D),
-pooling.py (MaxPool2D, AvgPool2D, Subsampling), batchnorm.py, activations.py, dropout.py,
-dense.py (Dense, Flatten), loss.py (SoftmaxCrossEntropy.value_and_grad). In training, a
-Sequential runs BatchNorm2D → MaxPool2D (→ ReLU) as one step: fusion.py (NormPoolReLU._backward).
+Where to find a layer's backward pass, `<file>: <Layer>.backward`:
+    conv.py        Conv2D (pad → im2col → one matrix product; backward: two products, col2im)
+    im2col.py      im2col and col2im, the windows Conv2D multiplies
+    pooling.py     MaxPool2D, AvgPool2D, Subsampling (LeNet-5 1998's trainable pooling)
+    batchnorm.py   BatchNorm1D, BatchNorm2D
+    activations.py ReLU, Sigmoid, Tanh, ScaledTanh, Softmax
+    dropout.py     Dropout
+    dense.py       Dense, Flatten
+    loss.py        SoftmaxCrossEntropy.value_and_grad (value and gradient of the loss)
+    sequential.py  Sequential: the layers in order, and in reverse for backward
+Around them: module.py (the base class: parameters, buffers, modes, state dicts),
+parameter.py, init.py (weight initialisers), optim.py (SGD, Adam, AdamW), schedules.py,
+gradcheck.py (finite differences).
+
+This package is the lesson and the oracle. Training runs on `lenet5.fast`, which wraps these
+layers (other memory layout, blocked convolution, fused steps, folded inference plans,
+several processes) and is tested against them; nothing here imports it.
 """
 
 from .activations import ReLU, ScaledTanh, Sigmoid, Softmax, Tanh
@@ -15,7 +28,6 @@ from .gradcheck import check_layer, check_model, numerical_gradient, rel_error
 from .loss import SoftmaxCrossEntropy
 from .module import Module
 from .optim import SGD, Adam, AdamW, Optimizer
-from .parallel import DataParallel, ParallelError
 from .parameter import Parameter
 from .pooling import AvgPool2D, MaxPool2D, Subsampling
 from .schedules import ConstantLR, CosineLR, EpochListLR, ExponentialLR, StepLR
@@ -23,8 +35,8 @@ from .sequential import Sequential
 
 __all__ = [
     "Adam", "AdamW", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "ConstantLR", "Conv2D",
-    "CosineLR", "DataParallel", "Dense", "Dropout", "EpochListLR", "ExponentialLR", "Flatten", "MaxPool2D",
-    "Module", "Optimizer", "ParallelError", "Parameter", "ReLU", "SGD", "ScaledTanh", "Sequential", "Sigmoid",
+    "CosineLR", "Dense", "Dropout", "EpochListLR", "ExponentialLR", "Flatten", "MaxPool2D",
+    "Module", "Optimizer", "Parameter", "ReLU", "SGD", "ScaledTanh", "Sequential", "Sigmoid",
     "Softmax", "SoftmaxCrossEntropy", "StepLR", "Subsampling", "Tanh", "check_layer",
     "check_model", "numerical_gradient", "rel_error",
 ]

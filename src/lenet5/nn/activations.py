@@ -12,12 +12,12 @@ class ReLU(Module):
 
     prefix = "relu"
 
-    def _forward(self, x):
+    def forward(self, x):
         out = np.maximum(x, 0)
         self._positive = out > 0
         return out
 
-    def _backward(self, dout):
+    def backward(self, dout):
         return dout * self._positive
 
 
@@ -29,21 +29,12 @@ class Sigmoid(Module):
 
     prefix = "sigmoid"
 
-    def _forward(self, x):
-        out = np.multiply(x, 0.5)
-        np.tanh(out, out=out)
-        out += 1
-        out *= 0.5
-        self._out = out
-        return out
+    def forward(self, x):
+        self._out = (1 + np.tanh(x * 0.5)) * 0.5
+        return self._out
 
-    def _backward(self, dout):
-        # One new array, updated in place: `dout * out * (1 - out)` would allocate three.
-        out = self._out
-        dx = np.subtract(1, out)
-        dx *= out
-        dx *= dout
-        return dx
+    def backward(self, dout):
+        return dout * self._out * (1 - self._out)
 
 
 class Tanh(Module):
@@ -51,15 +42,12 @@ class Tanh(Module):
 
     prefix = "tanh"
 
-    def _forward(self, x):
+    def forward(self, x):
         self._out = np.tanh(x)
         return self._out
 
-    def _backward(self, dout):
-        dx = np.square(self._out)
-        np.subtract(1, dx, out=dx)
-        dx *= dout
-        return dx
+    def backward(self, dout):
+        return dout * (1 - self._out**2)
 
 
 class ScaledTanh(Module):
@@ -73,16 +61,12 @@ class ScaledTanh(Module):
     amplitude = 1.7159
     slope = 2.0 / 3.0
 
-    def _forward(self, x):
+    def forward(self, x):
         self._tanh = np.tanh(x * self.slope)
         return self._tanh * self.amplitude
 
-    def _backward(self, dout):
-        dx = np.square(self._tanh)
-        np.subtract(1, dx, out=dx)
-        dx *= dout
-        dx *= self.amplitude * self.slope
-        return dx
+    def backward(self, dout):
+        return dout * (self.amplitude * self.slope) * (1 - self._tanh**2)
 
 
 class Softmax(Module):
@@ -94,13 +78,11 @@ class Softmax(Module):
 
     prefix = "softmax"
 
-    def _forward(self, x):
-        # Batch-last: features are axis 0.
-        shifted = x - x.max(axis=0, keepdims=True)
-        exps = np.exp(shifted)
-        self._out = exps / exps.sum(axis=0, keepdims=True)
+    def forward(self, x):
+        exps = np.exp(x - x.max(axis=1, keepdims=True))
+        self._out = exps / exps.sum(axis=1, keepdims=True)
         return self._out
 
-    def _backward(self, dout):
+    def backward(self, dout):
         out = self._out
-        return out * (dout - (dout * out).sum(axis=0, keepdims=True))
+        return out * (dout - (dout * out).sum(axis=1, keepdims=True))

@@ -1,42 +1,18 @@
-"""Conv2D: a 2-d convolution (cross-correlation, as in PyTorch) by im2col and matrix products.
-
-The column matrix is built and multiplied a cache-sized block at a time (`column_blocks`).
-Blocked matrices are not kept: the backward pass rebuilds the blocks it needs for the
-weight gradient, which costs less than reading a stored matrix back from memory. In
-training, a matrix whose blocks would be narrow (too many rows) is built whole and kept
-for the backward pass instead; in eval mode, with no backward pass to serve, it is
-blocked too.
-"""
+"""Conv2D: a 2-d convolution (cross-correlation, as in PyTorch) as one matrix product."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .checks import check_input, positive_int
-from .im2col import col2im, column_blocks, output_size, pad_spatial, pair, unpad_spatial
+from .im2col import col2im, im2col, output_size, pad, pair, unpad
 from .init import as_generator, initializer
 from .module import Module
 from .parameter import Parameter
 
-# A block of the column matrix this size stays in one core's L2 cache while the matrix
-# multiply reads it; the whole matrix (20 MB for C1 at batch 256) would not, and the
-# product then waits on memory. Chosen by timing candidate sizes on this machine.
-BLOCK_BYTES = 256 * 1024
-# Blocks narrower than this make the training pass slower than one whole matrix kept for
-# the backward pass (C3's 150 rows leave 436 columns in 256 KiB): the weight gradient's
-# many narrow products then cost more than reading the stored matrix back.
-MIN_BLOCK_COLUMNS = 1024
-# OpenBLAS multiplies products of at most this many multiply-adds (M·N·K) with a kernel
-# that packs nothing; for a block fresh in cache from its copy that runs about twice as
-# fast as a product just over the limit (measured: C3's (16, 150) @ (150, 416) against
-# (150, 420)). Blocks are cut under it where that leaves them at least
-# MIN_SMALL_PRODUCT_COLUMNS wide; narrower, the calls would cost more than they save.
-SMALL_PRODUCT = 1_000_000
-MIN_SMALL_PRODUCT_COLUMNS = 256
-
 
 class Conv2D(Module):
-    """out[f] = bias[f] + Σ_c weight[f, c] ⋆ x[c], over KH×KW windows.
+    """out[n, f] = bias[f] + Σ_c weight[f, c] ⋆ x[n, c], over KH×KW windows.
 
     Args:
         in_channels, out_channels: C and F.
@@ -55,18 +31,8 @@ class Conv2D(Module):
 
     prefix = "conv"
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size,
-        stride=1,
-        padding=0,
-        bias: bool = True,
-        connections=None,
-        weight_init="he_uniform",
-        rng=None,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, connections=None, weight_init="he_uniform", rng=None) -> None:
         super().__init__()
         name = "Conv2D"
         self.in_channels = positive_int(in_channels, "in_channels", name)
@@ -75,118 +41,58 @@ class Conv2D(Module):
         self.stride = pair(stride, "stride", name)
         self.padding = pair(padding, "padding", name)
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(
-                f"{name}: kernel_size and stride must be >= 1 and padding >= 0, found "
-                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-            )
+            raise ValueError(f"{name}: kernel_size and stride must be >= 1 and padding >= 0, found "
+                             f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}")
         self.connections = None
         if connections is not None:
             table = np.asarray(connections)
             if table.shape != (self.out_channels, self.in_channels) or not np.isin(table, (0, 1)).all():
-                raise ValueError(
-                    f"{name}: connections must be a 0/1 table of shape "
-                    f"({self.out_channels}, {self.in_channels}), found shape {table.shape}"
-                )
+                raise ValueError(f"{name}: connections must be a 0/1 table of shape "
+                                 f"({self.out_channels}, {self.in_channels}), found shape {table.shape}")
             self.connections = table.astype(bool)
         kh, kw = self.kernel_size
-        connected_inputs = (
-            self.connections.sum(axis=1).max() if self.connections is not None else self.in_channels
-        )
-        fan_in, fan_out = int(connected_inputs) * kh * kw, self.out_channels * kh * kw
-        generator = as_generator(rng)
-        weight = initializer(weight_init, name)(
-            (self.out_channels, self.in_channels, kh, kw), fan_in, fan_out, generator
-        )
-        if self.connections is not None:
-            weight = weight * self.connections[:, :, None, None]
-        self.weight = Parameter(weight, "weight")
+        inputs_seen = self.in_channels if self.connections is None else int(self.connections.sum(axis=1).max())
+        weight = initializer(weight_init, name)((self.out_channels, self.in_channels, kh, kw),
+                                                inputs_seen * kh * kw, self.out_channels * kh * kw, as_generator(rng))
+        self.weight = Parameter(self.masked(weight), "weight")
         self.bias = Parameter(np.zeros(self.out_channels, np.float32), "bias") if bias else None
+
+    def masked(self, weight: np.ndarray) -> np.ndarray:
+        """`weight` with the entries outside the connection table zeroed (itself without a table)."""
+        return weight if self.connections is None else weight * self.connections[:, :, None, None]
 
     def output_shape(self, input_shape):
         _, height, width = input_shape
-        return (
-            self.out_channels,
-            output_size(height, self.kernel_size[0], self.stride[0], self.padding[0]),
-            output_size(width, self.kernel_size[1], self.stride[1], self.padding[1]),
-        )
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (self.out_channels, output_size(height, kh, sh, ph), output_size(width, kw, sw, pw))
 
-    def _weight_matrix(self) -> np.ndarray:
-        weight = self.weight.value
-        if self.connections is not None:
-            weight = weight * self.connections[:, :, None, None]
-        return weight.reshape(self.out_channels, -1)
-
-    def _block_columns(self, itemsize: int) -> int | None:
-        """How many columns of the column matrix to build and multiply at a time, for
-        elements of `itemsize` bytes (None: the whole matrix, which the training pass keeps
-        for the backward pass)."""
-        depth = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        widest = BLOCK_BYTES // (depth * itemsize)
-        small_product = SMALL_PRODUCT // (self.out_channels * depth)
-        if small_product >= MIN_SMALL_PRODUCT_COLUMNS:
-            widest = min(widest, small_product)
-        if self.training and widest < MIN_BLOCK_COLUMNS:
-            return None
-        return max(1, widest)
-
-    def _forward(self, x):
+    def forward(self, x):
         check_input(self, x, 4, f"(N, {self.in_channels}, H, W)", channels=self.in_channels)
-        # Contiguous once here, so the blocks of forward and backward are plain strided views.
-        padded = np.ascontiguousarray(pad_spatial(x, self.padding))
-        channels, height, width, batch = padded.shape
-        if height < self.kernel_size[0] or width < self.kernel_size[1]:
-            raise ValueError(
-                f"{self!r}: input of {height - 2 * self.padding[0]}x{width - 2 * self.padding[1]} "
-                f"pixels (padded {height}x{width}) is smaller than the kernel {self.kernel_size}"
-            )
-        weight = self._weight_matrix().astype(x.dtype, copy=False)
-        oh = output_size(height, self.kernel_size[0], self.stride[0])
-        ow = output_size(width, self.kernel_size[1], self.stride[1])
-        out = np.empty((self.out_channels, oh * ow * batch), dtype=x.dtype)
-        whole_matrix = None
-        block_columns = self._block_columns(x.itemsize)
-        for start, stop, block in column_blocks(padded, self.kernel_size, self.stride, block_columns):
-            np.matmul(weight, block, out=out[:, start:stop])
-            if start == 0 and stop == out.shape[1]:
-                whole_matrix = block
+        padded = pad(x, self.padding)
+        if padded.shape[2] < self.kernel_size[0] or padded.shape[3] < self.kernel_size[1]:
+            raise ValueError(f"{self!r}: input of {x.shape[2]}x{x.shape[3]} pixels (padded "
+                             f"{padded.shape[2]}x{padded.shape[3]}) is smaller than the kernel {self.kernel_size}")
+        weight = self.masked(self.weight.value).astype(x.dtype, copy=False).reshape(self.out_channels, -1)
+        columns = im2col(padded, self.kernel_size, self.stride)    # (C·KH·KW, N·OH·OW)
+        out = weight @ columns                                       # (F, N·OH·OW)
         if self.bias is not None:
             out += self.bias.value.astype(x.dtype, copy=False)[:, None]
-        self._cache = (padded, weight, whole_matrix, block_columns)
-        return out.reshape(self.out_channels, oh, ow, batch)
+        batch, _, oh, ow = (x.shape[0],) + self.output_shape(x.shape[1:])
+        self._cache = (padded.shape, columns, weight)
+        return out.reshape(self.out_channels, batch, oh, ow).transpose(1, 0, 2, 3)
 
-    def _backward(self, dout):
-        dout_matrix = self._backward_parameters(dout)
-        padded, weight, _, _ = self._cache
-        dcolumns = weight.T @ dout_matrix
-        dpadded = col2im(dcolumns, padded.shape, self.kernel_size, self.stride)
-        return unpad_spatial(dpadded, self.padding)
-
-    def _backward_parameters(self, dout):
-        """Fill the weight and bias gradients only (the first layer needs no input gradient)."""
-        padded, weight, whole_matrix, block_columns = self._cache
-        dout_matrix = np.ascontiguousarray(dout.reshape(self.out_channels, -1))
-        # block @ doutᵀ, not dout @ blockᵀ: BLAS runs the long shared axis faster as the
-        # contiguous inner axis of both operands.
-        if whole_matrix is not None:
-            dweight = whole_matrix @ dout_matrix.T
-        else:
-            dweight = np.zeros(weight.shape[::-1], dtype=dout.dtype)
-            # The forward pass's blocks again, whatever the mode is now.
-            for start, stop, block in column_blocks(padded, self.kernel_size, self.stride, block_columns):
-                dweight += block @ dout_matrix[:, start:stop].T
-        dweight = dweight.T.reshape(self.weight.shape)
-        if self.connections is not None:
-            dweight = dweight * self.connections[:, :, None, None]
-        self.weight.grad += dweight
+    def backward(self, dout):
+        padded_shape, columns, weight = self._cache
+        dout_matrix = dout.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)  # (F, N·OH·OW)
+        self.weight.grad += self.masked((dout_matrix @ columns.T).reshape(self.weight.shape))
         if self.bias is not None:
             self.bias.grad += dout_matrix.sum(axis=1)
-        return dout_matrix
+        dcolumns = weight.T @ dout_matrix                            # (C·KH·KW, N·OH·OW)
+        return unpad(col2im(dcolumns, padded_shape, self.kernel_size, self.stride), self.padding)
 
     def extra_repr(self):
-        text = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}"
-        )
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
         if self.bias is None:
             text += ", bias=False"
         if self.connections is not None:

@@ -38,19 +38,19 @@ class Dense(Module):
     def output_shape(self, input_shape):
         return (self.out_features,)
 
-    def _forward(self, x):
+    def forward(self, x):
         check_input(self, x, 2, f"(N, {self.in_features})", channels=self.in_features)
         self._x = x
-        out = self.weight.value.astype(x.dtype, copy=False) @ x
+        out = x @ self.weight.value.T.astype(x.dtype, copy=False)
         if self.bias is not None:
-            out += self.bias.value.astype(x.dtype, copy=False)[:, None]
+            out += self.bias.value.astype(x.dtype, copy=False)
         return out
 
-    def _backward(self, dout):
-        self.weight.grad += dout @ self._x.T
+    def backward(self, dout):
+        self.weight.grad += dout.T @ self._x
         if self.bias is not None:
-            self.bias.grad += dout.sum(axis=1)
-        return self.weight.value.T.astype(dout.dtype, copy=False) @ dout
+            self.bias.grad += dout.sum(axis=0)
+        return dout @ self.weight.value.astype(dout.dtype, copy=False)
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}" + ("" if self.bias is not None else ", bias=False")
@@ -64,12 +64,11 @@ class Flatten(Module):
     def output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
 
-    def _forward(self, x):
+    def forward(self, x):
         if x.ndim < 2:
             raise ValueError(f"{self!r}: expected input of shape (N, ...), found {x.shape}")
         self._shape = x.shape
-        # Batch-last (C, H, W, N) flattens to (C·H·W, N) in exactly PyTorch's feature order.
-        return x.reshape(-1, x.shape[-1])
+        return x.reshape(x.shape[0], -1)
 
-    def _backward(self, dout):
+    def backward(self, dout):
         return dout.reshape(self._shape)

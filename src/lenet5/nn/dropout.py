@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import parallel
 from .init import as_generator
 from .module import Module
 
@@ -29,19 +28,18 @@ class Dropout(Module):
         self.rng = as_generator(rng)
         self._mask = None
 
-    def _forward(self, x):
+    def draw_keep_mask(self, shape) -> np.ndarray:
+        """True where an input of that shape survives: one uniform draw per element."""
+        return self.rng.random(shape, dtype=np.float32) >= self.p
+
+    def forward(self, x):
         if not self.training or self.p == 0:
             self._mask = None
             return x
-        # In a data-parallel pass (batch last) each process draws the whole batch's mask
-        # and keeps its own share's columns: the masks of a single process, whatever the split.
-        total, start = parallel.batch_share(x.shape[-1])
-        draws = self.rng.random(x.shape[:-1] + (total,), dtype=np.float32)[..., start : start + x.shape[-1]]
-        keep = draws >= self.p
-        self._mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.p))
+        self._mask = self.draw_keep_mask(x.shape).astype(x.dtype) * (1.0 / (1.0 - self.p))
         return x * self._mask
 
-    def _backward(self, dout):
+    def backward(self, dout):
         return dout if self._mask is None else dout * self._mask
 
     def extra_repr(self):

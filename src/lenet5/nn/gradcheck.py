@@ -57,10 +57,7 @@ def numerical_gradient(f: Callable[[], float], array: np.ndarray, h: float = 1e-
 
 def _random_states(module: Module) -> list:
     """Every Generator in the module tree, so each evaluation of f draws the same masks."""
-    found = [module.rng] if isinstance(getattr(module, "rng", None), np.random.Generator) else []
-    for _, child in module.named_children():
-        found += _random_states(child)
-    return found
+    return [m.rng for m in module.modules() if isinstance(getattr(m, "rng", None), np.random.Generator)]
 
 
 def check_layer(layer: Module, x: np.ndarray, seed: int = 0, h: float = 1e-6,
@@ -141,9 +138,7 @@ def has_kinks(module: Module) -> bool:
     from .activations import ReLU
     from .pooling import MaxPool2D
 
-    if isinstance(module, (ReLU, MaxPool2D)):
-        return True
-    return any(has_kinks(child) for _, child in module.named_children())
+    return any(isinstance(m, (ReLU, MaxPool2D)) for m in module.modules())
 
 
 def _compare(objective, array, analytic, h, max_entries, rng, five_point=False) -> float:

@@ -1,14 +1,14 @@
-"""Sliding windows on batch-last arrays, shared by Conv2D and the pooling layers.
+"""Sliding windows on NCHW arrays, shared by Conv2D and the pooling layers.
 
-`window_view` is the one strided view every windowed layer starts from; `im2col` copies it
-into the column matrix a convolution multiplies; `col2im` adds window gradients back onto
-the input, looping only over the kernel's KH·KW offsets (never over samples or pixels).
+`im2col` turns every KH×KW window of a batch into one column of a matrix, so that a
+convolution becomes one matrix product; `col2im` is its adjoint, adding each column entry
+back onto the pixel it came from. Both loop over the KH·KW kernel offsets only: each offset
+is one strided slice covering every sample, channel and output position at once.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 
 def pair(value, name: str, layer: str) -> tuple[int, int]:
@@ -29,134 +29,52 @@ def output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def pad_spatial(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
-    """Pad the H and W axes of a (C, H, W, N) array; returns `x` itself when padding is 0."""
+def pad(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
+    """Pad the H and W axes of an (N, C, H, W) array; `x` itself when padding is 0."""
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
-    channels, height, width, batch = x.shape
-    padded = np.full((channels, height + 2 * ph, width + 2 * pw, batch), value, dtype=x.dtype)
-    padded[:, ph : ph + height, pw : pw + width, :] = x
-    return padded
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
-def unpad_spatial(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
+def unpad(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
     ph, pw = padding
-    if ph == 0 and pw == 0:
-        return x
-    return x[:, ph : x.shape[1] - ph, pw : x.shape[2] - pw, :]
+    return x[:, :, ph : x.shape[2] - ph, pw : x.shape[3] - pw]
 
 
-def window_view(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """Every KH×KW window of a (C, H, W, N) array, as a read-only view.
-
-    Shape: (C, KH, KW, OH, OW, N) with OH = (H − KH) // SH + 1, OW = (W − KW) // SW + 1;
-    element [c, i, j, oh, ow, n] is x[c, oh·SH + i, ow·SW + j, n].
-    """
-    channels, height, width, batch = x.shape
-    kh, kw = kernel
-    sh, sw = stride
-    oh, ow = output_size(height, kh, sh), output_size(width, kw, sw)
-    sc, s_h, s_w, sn = x.strides
-    return as_strided(
-        x,
-        shape=(channels, kh, kw, oh, ow, batch),
-        strides=(sc, s_h, s_w, s_h * sh, s_w * sw, sn),
-        writeable=False,
-    )
+def window_slice(i: int, j: int, stride: tuple[int, int], out_hw: tuple[int, int]):
+    """The input pixels that kernel offset (i, j) reads, for every output position."""
+    (sh, sw), (oh, ow) = stride, out_hw
+    return (slice(None), slice(None), slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
 
 
 def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """The column matrix of a (C, H, W, N) array: (C·KH·KW, OH·OW·N), one copy.
+    """The column matrix of an (N, C, H, W) array (already padded).
 
-    Row index is (c, i, j) in the order of a PyTorch weight's (C, KH, KW) axes, so
-    `weight.reshape(F, -1) @ im2col(x)` is the convolution.
+    Shape: (C·KH·KW, N·OH·OW). Row (c, i, j) follows a PyTorch weight's (C, KH, KW) axes,
+    so `weight.reshape(F, -1) @ im2col(x)` is the convolution; column (n, oh, ow) is
+    window (oh, ow) of sample n.
     """
-    windows = window_view(x, kernel, stride)
-    channels, kh, kw, oh, ow, batch = windows.shape
-    return windows.reshape(channels * kh * kw, oh * ow * batch)
-
-
-def column_blocks(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], max_columns: int | None = None):
-    """The column matrix of `im2col`, a block of output positions at a time.
-
-    Yields (start, stop, block): `block` is im2col(x)[:, start:stop], shape
-    (C·KH·KW, stop − start), at most `max_columns` wide (None: the whole matrix in one
-    block). Blocks are copied into one buffer that the next block overwrites; a whole
-    matrix is a fresh array the caller may keep. The output positions (OH, OW, N) are
-    flattened row-major, so a block is a contiguous range of a convolution's output
-    (F, OH·OW·N): whole output rows, or, when one row is wider than `max_columns` and the
-    horizontal stride is 1, a run of (OW, N) positions within a row.
-    """
-    x = np.ascontiguousarray(x)
-    channels, height, width, batch = x.shape
-    kh, kw = kernel
-    sh, sw = stride
+    batch, channels, height, width = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
     oh, ow = output_size(height, kh, sh), output_size(width, kw, sw)
-    depth, row_length = channels * kh * kw, ow * batch
-    widest = oh * row_length if max_columns is None else max(1, max_columns)
-    if widest >= row_length or sw > 1:
-        windows = window_view(x, kernel, stride)
-        rows_per_block = min(oh, max(1, widest // row_length))
-        buffer = np.empty(depth * rows_per_block * row_length, x.dtype)
-        for first in range(0, oh, rows_per_block):
-            last = min(oh, first + rows_per_block)
-            block = buffer[: depth * (last - first) * row_length].reshape(channels, kh, kw, last - first, ow, batch)
-            np.copyto(block, windows[:, :, :, first:last])
-            yield first * row_length, last * row_length, block.reshape(depth, -1)
-        return
-    # With stride 1 along W, position (ow, n) of a window row sits ow·N + n elements after
-    # its first one: the (OW, N) axes of a row are one evenly strided axis, cut anywhere.
-    # Strides from the shape, not x.strides: NumPy calls an array with a length-1 axis
-    # contiguous whatever that axis's stride, and a batch of one would step by it.
-    s_w = batch * x.itemsize
-    s_h, sc = width * s_w, height * width * s_w
-    buffer = np.empty(depth * widest, x.dtype)
-    for row in range(oh):
-        row_windows = as_strided(
-            x[:, row * sh :], shape=(channels, kh, kw, row_length), strides=(sc, s_h, s_w, x.itemsize), writeable=False
-        )
-        for first in range(0, row_length, widest):
-            last = min(row_length, first + widest)
-            block = buffer[: depth * (last - first)].reshape(channels, kh, kw, last - first)
-            np.copyto(block, row_windows[..., first:last])
-            yield row * row_length + first, row * row_length + last, block.reshape(depth, -1)
+    columns = np.empty((channels, kh, kw, batch, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            # x[n, c, i + SH·oh, j + SW·ow] for every n, c, oh, ow, moved to (c, n, oh, ow).
+            columns[:, i, j] = x[window_slice(i, j, stride, (oh, ow))].transpose(1, 0, 2, 3)
+    return columns.reshape(channels * kh * kw, batch * oh * ow)
 
 
-def col2im(
-    columns: np.ndarray,
-    input_shape: tuple[int, int, int, int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-) -> np.ndarray:
-    """The adjoint of `im2col`: sum each column entry back onto the input pixel it came from.
-
-    Shape: columns (C·KH·KW, OH·OW·N) -> (C, H, W, N). Overlapping windows add up.
-    """
-    channels, height, width, batch = input_shape
-    kh, kw = kernel
-    sh, sw = stride
+def col2im(columns: np.ndarray, input_shape: tuple[int, int, int, int],
+           kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """The adjoint of `im2col`: (C·KH·KW, N·OH·OW) -> (N, C, H, W); overlapping windows add up."""
+    batch, channels, height, width = input_shape
+    (kh, kw), (sh, sw) = kernel, stride
     oh, ow = output_size(height, kh, sh), output_size(width, kw, sw)
-    windows = columns.reshape(channels, kh, kw, oh, ow, batch)
+    windows = columns.reshape(channels, kh, kw, batch, oh, ow)
     dx = np.zeros(input_shape, dtype=columns.dtype)
-    with np.errstate():  # restores the buffer size on exit
-        np.setbufsize(_row_buffer_size(ow * batch if sw == 1 else batch))
-        for i in range(kh):
-            for j in range(kw):
-                dx[:, i : i + sh * oh : sh, j : j + sw * ow : sw, :] += windows[:, i, j]
+    for i in range(kh):
+        for j in range(kw):
+            dx[window_slice(i, j, stride, (oh, ow))] += windows[:, i, j].transpose(1, 0, 2, 3)
     return dx
-
-
-def _row_buffer_size(row_length: int) -> int:
-    """The ufunc buffer size for col2im's adds, whose operands are contiguous rows of
-    `row_length` elements laid out with different strides in source and destination.
-
-    With NumPy's default buffer (8,192 elements) longer than such a row, NumPy 2.4 copies
-    the operands through its buffers; with a buffer no longer than a row it runs the add
-    loop on them in place, without the copies. A multiple of 16 elements is what NumPy
-    accepts.
-    """
-    default = np.getbufsize()
-    if row_length < 16 or row_length >= default:
-        return default
-    return row_length // 16 * 16

@@ -1,7 +1,7 @@
-"""The base of every layer and model: parameters, buffers, modes and state dicts.
+"""The base of every layer and model: the two passes, parameters, buffers, modes, state dicts.
 
-A subclass implements `_forward` and `_backward` on batch-last arrays (see `layout.py`) and
-`output_shape`; the public `forward`/`backward` take and return batch-first arrays.
+A layer subclasses `Module` and writes `forward(x)` and `backward(dout)` on NCHW arrays
+(batch first), plus `output_shape` when it changes the shape.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import CheckpointError
-from .layout import as_float, to_batch_first, to_batch_last
 from .parameter import Parameter
 
 
@@ -22,6 +21,11 @@ class Module:
     Parameters are `Parameter` attributes; buffers are arrays named in `buffer_names`
     (state that is saved but never optimised, like BatchNorm's running statistics); child
     modules are `Module` attributes. All three are found by attribute order, recursively.
+
+    The contract of every layer: `forward(x)` keeps what its backward pass needs in a
+    private cache and never writes into `x`; `backward(dout)` adds to each parameter's
+    `grad` and returns the gradient with respect to the last forward's input, never
+    writing into `dout`.
     """
 
     buffer_names: tuple[str, ...] = ()
@@ -33,35 +37,34 @@ class Module:
 
     # -- the passes ---------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Batch-first in, batch-first out: (N, C, H, W) or (N, F)."""
-        return to_batch_first(self._forward(to_batch_last(as_float(x))))
+        """(N, ...) in, (N, ...) out."""
+        raise NotImplementedError
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """Gradient of the loss w.r.t. the last forward's input; fills parameter gradients."""
-        return to_batch_first(self._backward(to_batch_last(np.asarray(dout))))
-
-    __call__ = forward
-
-    def _forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _backward(self, dout: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def _backward_parameters(self, dout: np.ndarray) -> None:
-        """Fill parameter gradients without the input gradient, where a layer can save work
-        (the first layer of a model: nothing upstream needs it)."""
-        self._backward(dout)
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The output shape for one sample of `input_shape` (no batch axis)."""
         return tuple(input_shape)
 
-    # -- structure ------------------------------------------------------------------------
+    # -- the module tree ----------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        """This module (named `prefix`, "" at the top) and every module inside it, depth first."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> list["Module"]:
+        return [module for _, module in self.named_modules()]
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, value in vars(self).items():
@@ -86,9 +89,8 @@ class Module:
 
     # -- modes ----------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
-        self.training = mode
-        for _, child in self.named_children():
-            child.train(mode)
+        for module in self.modules():
+            module.training = mode
         return self
 
     def eval(self) -> "Module":
@@ -101,14 +103,10 @@ class Module:
             raise ValueError(f"{type(self).__name__}.to: dtype must be float32 or float64, found {dtype}")
         for parameter in self.parameters():
             parameter.astype(dtype)
-        self._buffers_to(dtype)
+        for module in self.modules():
+            for name in module.buffer_names:
+                setattr(module, name, getattr(module, name).astype(dtype))
         return self
-
-    def _buffers_to(self, dtype) -> None:
-        for name in self.buffer_names:
-            setattr(self, name, getattr(self, name).astype(dtype))
-        for _, child in self.named_children():
-            child._buffers_to(dtype)
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
@@ -145,7 +143,11 @@ class Module:
         if problems:
             raise CheckpointError("cannot load state dict: " + "; ".join(problems))
         parameters = dict(self.named_parameters())
-        buffer_owners = dict(self._named_buffer_owners())
+        buffer_owners = {
+            f"{module_name}.{name}" if module_name else name: (module, name)
+            for module_name, module in self.named_modules()
+            for name in module.buffer_names
+        }
         for name, value in state.items():
             if name in parameters:
                 # In place, so views held elsewhere (an optimizer's flat buffer) stay valid.
@@ -156,12 +158,6 @@ class Module:
                 owner, attribute = buffer_owners[name]
                 dtype = getattr(owner, attribute).dtype
                 setattr(owner, attribute, np.array(value, dtype=dtype, copy=True))
-
-    def _named_buffer_owners(self, prefix: str = ""):
-        for name in self.buffer_names:
-            yield prefix + name, (self, name)
-        for name, child in self.named_children():
-            yield from child._named_buffer_owners(f"{prefix}{name}.")
 
     def extra_repr(self) -> str:
         return ""

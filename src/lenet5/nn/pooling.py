@@ -1,6 +1,6 @@
 """Pooling: MaxPool2D, AvgPool2D and the trainable Subsampling layer of LeNet-5 (1998).
 
-All three work on `window_view` and loop over the KH×KW kernel offsets only: each offset is
+All three loop over the KH×KW kernel offsets only (`im2col.window_slice`): each offset is
 one strided slice of the input covering every sample, channel and output position at once.
 """
 
@@ -9,45 +9,33 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import check_input, positive_int
-from .im2col import output_size, pad_spatial, pair, unpad_spatial, window_view
+from .im2col import output_size, pad, pair, unpad, window_slice
 from .module import Module
 from .parameter import Parameter
 
 
-def _offsets(kernel):
+def kernel_offsets(kernel):
+    """(i, j) for every position of a KH×KW window, in row-major order."""
     return [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
 
 
-def _input_slice(i, j, stride, out_hw):
-    """The input pixels that kernel offset (i, j) reads, for all output positions."""
-    (sh, sw), (oh, ow) = stride, out_hw
-    return (slice(None), slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw), slice(None))
+def window_sum(x, kernel, stride):
+    """Σ over each KH×KW window of an (N, C, H, W) array -> (N, C, OH, OW)."""
+    out_hw = (output_size(x.shape[2], kernel[0], stride[0]), output_size(x.shape[3], kernel[1], stride[1]))
+    return sum(x[window_slice(i, j, stride, out_hw)] for i, j in kernel_offsets(kernel))
 
 
-def window_sum(padded, kernel, stride):
-    """Σ over each KH×KW window of a (C, H, W, N) array -> (C, OH, OW, N)."""
-    windows = window_view(padded, kernel, stride)
-    total = windows[:, 0, 0].copy()
-    for i, j in _offsets(kernel)[1:]:
-        total += windows[:, i, j]
-    return total
-
-
-def window_sum_backward(dtotal, padded_shape, kernel, stride):
+def window_sum_backward(dtotal, input_shape, kernel, stride):
     """The adjoint of `window_sum`: every pixel of a window receives the window's gradient."""
-    dx = np.zeros(padded_shape, dtype=dtotal.dtype)
-    out_hw = dtotal.shape[1:3]
-    overlapping = stride[0] < kernel[0] or stride[1] < kernel[1]
-    for i, j in _offsets(kernel):
-        target = dx[_input_slice(i, j, stride, out_hw)]
-        if overlapping:
-            target += dtotal
-        else:  # non-overlapping windows write each pixel once: a copy, no read-add
-            target[...] = dtotal
+    dx = np.zeros(input_shape, dtype=dtotal.dtype)
+    for i, j in kernel_offsets(kernel):
+        dx[window_slice(i, j, stride, dtotal.shape[2:])] += dtotal
     return dx
 
 
 class _Pool2D(Module):
+    """What the pooling layers share: window size, stride, padding and the output shape."""
+
     prefix = "pool"
 
     def __init__(self, kernel_size, stride=None, padding=0) -> None:
@@ -57,37 +45,26 @@ class _Pool2D(Module):
         self.stride = self.kernel_size if stride is None else pair(stride, "stride", name)
         self.padding = pair(padding, "padding", name)
         if min(self.kernel_size) < 1 or min(self.stride) < 1:
-            raise ValueError(
-                f"{name}: kernel_size and stride must be >= 1, found "
-                f"kernel_size={self.kernel_size}, stride={self.stride}"
-            )
+            raise ValueError(f"{name}: kernel_size and stride must be >= 1, found "
+                             f"kernel_size={self.kernel_size}, stride={self.stride}")
         if not all(0 <= p <= k // 2 for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(
-                f"{name}: padding must be between 0 and half the kernel size, found "
-                f"padding={self.padding} for kernel_size={self.kernel_size}"
-            )
+            raise ValueError(f"{name}: padding must be between 0 and half the kernel size, found "
+                             f"padding={self.padding} for kernel_size={self.kernel_size}")
 
     def output_shape(self, input_shape):
         channels, height, width = input_shape
-        return (
-            channels,
-            output_size(height, self.kernel_size[0], self.stride[0], self.padding[0]),
-            output_size(width, self.kernel_size[1], self.stride[1], self.padding[1]),
-        )
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (channels, output_size(height, kh, sh, ph), output_size(width, kw, sw, pw))
 
-    def _check(self, x):
-        check_input(self, x, 4, "(N, C, H, W)")
-        _, height, width, _ = x.shape
-        if min(self.output_shape((1, height, width))[1:]) < 1:
-            raise ValueError(
-                f"{self!r}: input of {height}x{width} pixels is smaller than the window {self.kernel_size}"
-            )
+    def check(self, x, channels=None):
+        check_input(self, x, 4, "(N, C, H, W)" if channels is None else f"(N, {channels}, H, W)", channels)
+        if min(self.output_shape(x.shape[1:])[1:]) < 1:
+            raise ValueError(f"{self!r}: input of {x.shape[2]}x{x.shape[3]} pixels is smaller "
+                             f"than the window {self.kernel_size}")
 
     def extra_repr(self):
         text = f"kernel_size={self.kernel_size}, stride={self.stride}"
-        if any(self.padding):
-            text += f", padding={self.padding}"
-        return text
+        return text + (f", padding={self.padding}" if any(self.padding) else "")
 
 
 class MaxPool2D(_Pool2D):
@@ -106,56 +83,27 @@ class MaxPool2D(_Pool2D):
     kernel does. On MNIST's flat zero background ties are the rule, not the exception.
     """
 
-    def _forward(self, x):
-        self._check(x)
-        padded = pad_spatial(x, self.padding, -np.inf)
-        windows = window_view(padded, self.kernel_size, self.stride)
-        out = self._window_max(windows)
-        if self.training:
-            # Found now, while the input is still in cache, and a quarter of its size in bytes
-            # for 2×2 windows: the backward pass then need not read the input again.
-            hits, kept = self._first_maxima(windows, out), None
-        else:  # eval: a backward pass is rare, so find the maxima only if one comes
-            hits, kept = None, (padded, out)
-        self._cache = (padded.shape, out.shape, hits, kept)
+    def forward(self, x):
+        self.check(x)
+        padded = pad(x, self.padding, -np.inf)
+        out_hw = self.output_shape(x.shape[1:])[1:]
+        windows = [padded[window_slice(i, j, self.stride, out_hw)] for i, j in kernel_offsets(self.kernel_size)]
+        out = np.maximum.reduce(windows)
+        # hits[k]: offset k holds its window's first maximum; a later tie never takes it.
+        hits, unclaimed = [], np.ones(out.shape, dtype=bool)
+        for window in windows:
+            hit = (window == out) & unclaimed
+            unclaimed &= ~hit
+            hits.append(hit)
+        self._cache = (padded.shape, hits)
         return out
 
-    def _window_max(self, windows):
-        """The maximum of each window of a `window_view`, (C, OH, OW, N)."""
-        out = windows[:, 0, 0].copy()
-        for i, j in _offsets(self.kernel_size)[1:]:
-            np.maximum(out, windows[:, i, j], out=out)
-        return out
-
-    def _first_maxima(self, windows, out):
-        """hits[k] is True where kernel offset k holds the first maximum of its window."""
-        offsets = _offsets(self.kernel_size)
-        hits = np.empty((len(offsets),) + out.shape, dtype=bool)
-        unclaimed = np.ones(out.shape, dtype=bool)
-        for hit, (i, j) in zip(hits, offsets):
-            np.equal(windows[:, i, j], out, out=hit)
-            hit &= unclaimed  # a later tie never takes a gradient already routed
-            unclaimed ^= hit
-        return hits
-
-    def _backward(self, dout):
-        padded_shape, out_shape, hits, kept = self._cache
-        if hits is None:
-            padded, out = kept
-            hits = self._first_maxima(window_view(padded, self.kernel_size, self.stride), out)
-        overlapping = self.stride[0] < self.kernel_size[0] or self.stride[1] < self.kernel_size[1]
-        tiled = self.stride == self.kernel_size and all(
-            size == count * step for size, count, step in zip(padded_shape[1:3], out_shape[1:3], self.stride)
-        )
-        # Windows that tile the input write every pixel below: no need to zero it first.
-        dpadded = (np.empty if tiled else np.zeros)(padded_shape, dtype=dout.dtype)
-        for hit, (i, j) in zip(hits, _offsets(self.kernel_size)):
-            target = dpadded[_input_slice(i, j, self.stride, out_shape[1:3])]
-            if overlapping:
-                target += dout * hit
-            else:
-                np.multiply(dout, hit, out=target)
-        return unpad_spatial(dpadded, self.padding)
+    def backward(self, dout):
+        padded_shape, hits = self._cache
+        dpadded = np.zeros(padded_shape, dtype=dout.dtype)
+        for hit, (i, j) in zip(hits, kernel_offsets(self.kernel_size)):
+            dpadded[window_slice(i, j, self.stride, dout.shape[2:])] += dout * hit
+        return unpad(dpadded, self.padding)
 
 
 class AvgPool2D(_Pool2D):
@@ -168,28 +116,27 @@ class AvgPool2D(_Pool2D):
         (N, C, H, W) -> (N, C, OH, OW), OH = floor((H + 2·PH − KH) / SH) + 1, likewise OW.
     """
 
-    def _forward(self, x):
-        self._check(x)
-        padded = pad_spatial(x, self.padding)
+    def forward(self, x):
+        self.check(x)
+        padded = pad(x, self.padding)
         self._padded_shape = padded.shape
-        out = window_sum(padded, self.kernel_size, self.stride)
-        out *= 1.0 / (self.kernel_size[0] * self.kernel_size[1])
-        return out
+        return window_sum(padded, self.kernel_size, self.stride) * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
 
-    def _backward(self, dout):
+    def backward(self, dout):
         dtotal = dout * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
-        dpadded = window_sum_backward(dtotal, self._padded_shape, self.kernel_size, self.stride)
-        return unpad_spatial(dpadded, self.padding)
+        return unpad(window_sum_backward(dtotal, self._padded_shape, self.kernel_size, self.stride), self.padding)
 
 
 class Subsampling(_Pool2D):
-    """LeNet-5's trainable subsampling (S2, S4): out[c] = weight[c] · Σ window + bias[c].
+    """LeNet-5's trainable subsampling (S2, S4): out[n, c] = weight[c] · Σ window + bias[c].
 
     Each map has one trainable coefficient and one trainable bias (LeCun et al. 1998, §II.B);
     the 2×2 windows do not overlap.
 
     Args:
-        channels: C. kernel_size: window size (2 in the paper). rng: unused, for symmetry.
+        channels: C. kernel_size: window size (2 in the paper).
+        weight_init_value: the coefficients' first value; 1/(window size) starts the layer
+            as average pooling, a neutral first guess.
 
     Shape:
         (N, C, H, W) -> (N, C, H // 2, W // 2) for 2×2; weight (C,), bias (C,).
@@ -198,24 +145,21 @@ class Subsampling(_Pool2D):
     def __init__(self, channels: int, kernel_size=2, weight_init_value: float = 0.25) -> None:
         super().__init__(kernel_size)
         self.channels = positive_int(channels, "channels", "Subsampling")
-        # 1/(window size) makes it start as average pooling, a neutral first guess.
         self.weight = Parameter(np.full(self.channels, weight_init_value, np.float32), "weight")
         self.bias = Parameter(np.zeros(self.channels, np.float32), "bias")
 
-    def _forward(self, x):
-        check_input(self, x, 4, f"(N, {self.channels}, H, W)", channels=self.channels)
-        self._check(x)
+    def forward(self, x):
+        self.check(x, self.channels)
         sums = window_sum(x, self.kernel_size, self.stride)
         self._cache = (sums, x.shape)
-        weight = self.weight.value.astype(x.dtype, copy=False)[:, None, None, None]
-        bias = self.bias.value.astype(x.dtype, copy=False)[:, None, None, None]
-        return sums * weight + bias
+        per_channel = (None, slice(None), None, None)
+        return sums * self.weight.value.astype(x.dtype)[per_channel] + self.bias.value.astype(x.dtype)[per_channel]
 
-    def _backward(self, dout):
+    def backward(self, dout):
         sums, input_shape = self._cache
-        self.weight.grad += (dout * sums).sum(axis=(1, 2, 3))
-        self.bias.grad += dout.sum(axis=(1, 2, 3))
-        dsums = dout * self.weight.value.astype(dout.dtype, copy=False)[:, None, None, None]
+        self.weight.grad += (dout * sums).sum(axis=(0, 2, 3))
+        self.bias.grad += dout.sum(axis=(0, 2, 3))
+        dsums = dout * self.weight.value.astype(dout.dtype)[None, :, None, None]
         return window_sum_backward(dsums, input_shape, self.kernel_size, self.stride)
 
     def extra_repr(self):

@@ -7,10 +7,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .loss import SoftmaxCrossEntropy
-from .fusion import training_steps
-from .inference import inference_layers
-from .layout import as_float, to_batch_first, to_batch_last
+from .checks import as_float
 from .module import Module
 
 
@@ -23,11 +20,6 @@ class Sequential(Module):
         name: the model's name, shown by `summary`.
         input_shape: one sample's shape, e.g. (1, 28, 28); lets `summary()` run without data.
 
-    Attributes:
-        fused: in training, run each BatchNorm2D → MaxPool2D (→ ReLU) as one step, pooling
-            before normalising (see fusion.py): the same outputs, gradients equal up to
-            rounding, less memory traffic. False runs every layer on its own.
-
     Parameters are named `<layer>.<parameter>`, e.g. `conv1.weight`.
     """
 
@@ -38,9 +30,6 @@ class Sequential(Module):
         self.name = name
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.layer_names: list[str] = []
-        self.criterion = SoftmaxCrossEntropy()
-        self.fused = True
-        self._steps = None
         counts: Counter = Counter()
         for item in layers:
             layer_name, layer = item if isinstance(item, tuple) else (None, item)
@@ -71,56 +60,22 @@ class Sequential(Module):
 
     # -- passes --------------------------------------------------------------------------
     def forward(self, x):
-        """Batch-first in, batch-first out. The input is copied once into batch-last order so
-        that every layer reads contiguous memory: im2col on the strided view of an NCHW batch
-        took 4.4 of the relu model's 10.4 s per epoch (measured by benchmarks/bench.py)."""
-        return to_batch_first(self._forward(np.ascontiguousarray(to_batch_last(as_float(x)))))
-
-    def _forward(self, x):
-        # Kept for the backward pass, which must run the same steps in reverse.
-        self._steps = training_steps(self.layers) if self.fused else self.layers
-        for step in self._steps:
-            x = step._forward(x)
+        x = as_float(x)
+        for layer in self.layers:
+            x = layer.forward(x)
         return x
 
-    def _backward(self, dout):
-        for step in reversed(self._steps):
-            dout = step._backward(dout)
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
         return dout
-
-    def backward(self, dout=None, input_grad: bool = True):
-        """Backpropagate `dout`, or, when omitted, the gradient of the last `loss` call.
-
-        With `input_grad=False` only parameter gradients are computed and None is returned,
-        which spares the first layer's input gradient (a training step never uses it).
-        """
-        if self._steps is None:
-            raise RuntimeError(f"{self.name}: backward() needs a forward() first")
-        dout = to_batch_last(np.asarray(self.criterion.backward() if dout is None else dout))
-        steps = self._steps
-        for step in reversed(steps[1:]):
-            dout = step._backward(dout)
-        if not input_grad:
-            steps[0]._backward_parameters(dout)
-            return None
-        return to_batch_first(steps[0]._backward(dout))
 
     def output_shape(self, input_shape):
         for layer in self.layers:
             input_shape = layer.output_shape(input_shape)
         return input_shape
 
-    # -- the classic from-scratch loop ---------------------------------------------------
-    def loss(self, logits, labels) -> float:
-        """Softmax cross-entropy of `logits`; `backward()` then uses its gradient."""
-        return self.criterion(logits, labels)
-
-    def update(self, learning_rate: float) -> None:
-        """Plain SGD on every parameter, then clear the gradients."""
-        for parameter in self.parameters():
-            parameter.value -= learning_rate * parameter.grad
-            parameter.zero_grad()
-
+    # -- using a trained model -----------------------------------------------------------
     def predict_proba(self, x, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, K) of the eval-mode model (the model's mode is unchanged)."""
         logits = self.predict_logits(x, batch_size)
@@ -128,25 +83,12 @@ class Sequential(Module):
         return exps / exps.sum(axis=1, keepdims=True)
 
     def predict_logits(self, x, batch_size: int = 64) -> np.ndarray:
-        """Logits (N, K) of the eval-mode model, through its folded inference plan.
-
-        The default batch of 64 keeps the arrays passed between layers close to the CPU's
-        caches (C1's output is 1.2 MB at 64); `benchmarks/bench.py` times batches of 64,
-        256 and 1000 and reports the fastest.
-        """
-        # The plan runs the model's own layers where it cannot fold them (a BatchNorm after a
-        # ReLU, anything in a nested model), so the whole tree is put in eval mode for it, and
-        # each module's own mode is put back after: training may go on right after evaluation.
-        modes = [(module, module.training) for module in _modules(self)]
+        """Logits (N, K) of the eval-mode model, `batch_size` samples at a time; each
+        module's own mode is put back after, so training may go on right after."""
+        modes = [(module, module.training) for module in self.modules()]
         self.eval()
         try:
-            plan = inference_layers(self.layers)
-            chunks = []
-            for start in range(0, len(x), batch_size):
-                h = np.ascontiguousarray(to_batch_last(as_float(x[start : start + batch_size])))
-                for layer in plan:
-                    h = layer._forward(h)
-                chunks.append(np.array(to_batch_first(h)))
+            chunks = [self.forward(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
         finally:
             for module, mode in modes:
                 module.training = mode
@@ -195,17 +137,6 @@ class Sequential(Module):
 
     def extra_repr(self):
         return ", ".join(f"{name}={layer!r}" for name, layer in zip(self.layer_names, self.layers))
-
-
-def _modules(module: Module):
-    yield module
-    for _, child in module.named_children():
-        yield from _modules(child)
-
-
-def _generators(module: Module) -> list[np.random.Generator]:
-    """The random generators of `module` and everything inside it (Dropout's), in tree order."""
-    return [m.rng for m in _modules(module) if isinstance(getattr(m, "rng", None), np.random.Generator)]
 
 
 def _bytes(count: int) -> str:

@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 
 from lenet5 import nn as ln
+from lenet5.fast import FastModel
+from lenet5.fast.plan import inference_layers
+from lenet5.fast.program import leaf_layers
+from lenet5.models import build_model
 
-from .torch_twins import connection_table, randomise
+from ..nn.torch_twins import connection_table, randomise
 
 
 def models():
@@ -54,7 +58,7 @@ def test_predict_logits_equal_the_eval_forward_and_leave_the_model_alone(name):
     state = model.state_dict()
     expected = model.eval().forward(x)
     model.train()
-    logits = model.predict_logits(x, batch_size=4)
+    logits = FastModel(model).predict_logits(x, batch_size=4)
     np.testing.assert_allclose(logits, expected, rtol=1e-10, atol=1e-12)
     for key, value in model.state_dict().items():
         assert np.array_equal(value, state[key]), key
@@ -63,19 +67,16 @@ def test_predict_logits_equal_the_eval_forward_and_leave_the_model_alone(name):
 def test_the_plan_follows_the_current_weights():
     model = prepared("conv_bn_relu_pool")
     x = np.random.default_rng(5).standard_normal((3, 2, 4, 4))
-    first = model.predict_logits(x)
+    fast = FastModel(model)
+    first = fast.predict_logits(x)
     model.conv1.weight.value *= 2
     model.bn1.running_mean += 1
-    assert not np.allclose(model.predict_logits(x), first)
-    np.testing.assert_allclose(model.predict_logits(x), model.eval().forward(x), rtol=1e-10, atol=1e-12)
+    assert not np.allclose(fast.predict_logits(x), first)
+    np.testing.assert_allclose(fast.predict_logits(x), model.eval().forward(x), rtol=1e-10, atol=1e-12)
 
 
 def test_predict_between_forward_and_backward_leaves_the_gradients_alone():
-    import numpy as np
-
-    from lenet5.models import build_model
-
-    model = build_model("relu", seed=0).to(np.float64)
+    model = FastModel(build_model("relu", seed=0).to(np.float64))
     rng = np.random.default_rng(1)
     x, upstream = rng.standard_normal((4, 1, 32, 32)), rng.standard_normal((4, 10))
     model.forward(x)
@@ -86,12 +87,9 @@ def test_predict_between_forward_and_backward_leaves_the_gradients_alone():
 
 
 def test_sigmoids_between_linear_layers_run_as_tanh_and_the_others_stay():
-    from lenet5.models import build_model
-    from lenet5.nn.inference import inference_layers
-
-    kinds = [type(layer).__name__ for layer in inference_layers(build_model("classic").layers)]
+    kinds = [type(layer).__name__ for layer in inference_layers(leaf_layers(build_model("classic")))]
     assert "Sigmoid" not in kinds and kinds.count("Tanh") == 4
-    last = [type(layer).__name__ for layer in inference_layers(prepared("sigmoids_between_linear_layers").layers)]
+    last = [type(layer).__name__ for layer in inference_layers(leaf_layers(prepared("sigmoids_between_linear_layers")))]
     assert last.count("Tanh") == 3 and last[-1] == "Sigmoid"  # nothing linear after the last one
-    padded = [type(layer).__name__ for layer in inference_layers(prepared("sigmoid_before_a_padded_conv").layers)]
+    padded = [type(layer).__name__ for layer in inference_layers(leaf_layers(prepared("sigmoid_before_a_padded_conv")))]
     assert padded.count("Sigmoid") == 1

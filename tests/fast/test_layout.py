@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from lenet5.nn.layout import as_float, to_batch_first, to_batch_last
+from lenet5.fast.layout import to_batch_first, to_batch_last
+from lenet5.nn.checks import as_float
 
 
 def test_layout_views_round_trip_for_any_rank():

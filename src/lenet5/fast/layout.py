@@ -1,4 +1,4 @@
-"""Public arrays are batch-first (NCHW, or (N, F)); layers compute on batch-last views.
+"""The fast engine computes batch-last: (C, H, W, N) and (F, N); its callers pass batch-first arrays.
 
 Why batch-last inside: with the batch as the innermost, contiguous axis, im2col copies long
 contiguous runs instead of 1- or 6-element channel runs, a convolution is one matrix product
@@ -29,11 +29,3 @@ def to_batch_first(x: np.ndarray) -> np.ndarray:
 def public_shape(batch_last_shape: tuple[int, ...]) -> tuple[int, ...]:
     """The batch-first shape a user passed, for error messages."""
     return (batch_last_shape[-1],) + tuple(batch_last_shape[:-1])
-
-
-def as_float(x: np.ndarray) -> np.ndarray:
-    """Keep float32 and float64; everything else (uint8 images, ints, float16) becomes float32."""
-    x = np.asarray(x)
-    if x.dtype == np.float32 or x.dtype == np.float64:
-        return x
-    return x.astype(np.float32)

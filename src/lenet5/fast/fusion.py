@@ -22,67 +22,68 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import parallel
-from .activations import ReLU
-from .batchnorm import BatchNorm2D
-from .im2col import window_view
-from .module import Module
-from .pooling import MaxPool2D, _input_slice, _offsets
+from ..nn.pooling import kernel_offsets
+from .elementwise import ReLUStep
+from .norm import BatchNormStep
+from .pooling import MaxPoolStep, check_pool_input, first_maxima, window_max
+from .step import Step
+from .windows import input_slice, window_view
 
 
-def training_steps(layers) -> list:
-    """`layers` as a training pass runs them: each BatchNorm2D → MaxPool2D pair (with a ReLU
+def fuse(steps) -> list:
+    """`steps` as a training pass runs them: each BatchNorm2D → MaxPool2D pair (with a ReLU
     after it, if there is one) becomes one `NormPoolReLU` step; everything else is itself."""
     def at(position):
-        return layers[position] if position < len(layers) else None
+        return steps[position] if position < len(steps) else None
 
-    steps, position = [], 0
-    while position < len(layers):
-        layer, following = layers[position], at(position + 1)
-        if NormPoolReLU.fusible(layer, following):
-            relu = at(position + 2) if isinstance(at(position + 2), ReLU) else None
-            steps.append(NormPoolReLU(layer, following, relu))
+    fused, position = [], 0
+    while position < len(steps):
+        step, following = steps[position], at(position + 1)
+        if NormPoolReLU.fusible(step, following):
+            relu = at(position + 2) if isinstance(at(position + 2), ReLUStep) else None
+            fused.append(NormPoolReLU(step, following, relu))
             position += 2 if relu is None else 3
         else:
-            steps.append(layer)
+            fused.append(step)
             position += 1
-    return steps
+    return fused
 
 
-class NormPoolReLU(Module):
-    """Runs `norm`, `pool` and optionally `relu` (the model's own layers, whose parameters,
-    running statistics and gradients it uses) as one step; see the module docstring.
+class NormPoolReLU(Step):
+    """Runs the steps `norm`, `pool` and optionally `relu` (of the model's own layers, whose
+    parameters, running statistics and gradients it uses) as one step; see the module
+    docstring.
 
     Channels with γ ≤ 0 would need window minima instead of maxima; when any channel has
-    one, the step runs the three layers one after another instead.
+    one, the step runs the three steps one after another instead.
     """
 
     @staticmethod
     def fusible(norm, pool) -> bool:
         return (
-            isinstance(norm, BatchNorm2D) and isinstance(pool, MaxPool2D)
-            and norm.training and pool.training and not any(pool.padding)
+            isinstance(norm, BatchNormStep) and isinstance(pool, MaxPoolStep) and norm.layer.ndim == 4
+            and norm.layer.training and pool.layer.training and not any(pool.layer.padding)
         )
 
-    def __init__(self, norm: BatchNorm2D, pool: MaxPool2D, relu: ReLU | None = None) -> None:
-        super().__init__()
+    def __init__(self, norm: BatchNormStep, pool: MaxPoolStep, relu: ReLUStep | None = None) -> None:
+        super().__init__(norm.layer)
         self.norm, self.pool, self.relu = norm, pool, relu
-        self._layers = [layer for layer in (norm, pool, relu) if layer is not None]
+        self.steps = [step for step in (norm, pool, relu) if step is not None]
 
-    def _forward(self, x):
-        norm, pool = self.norm, self.pool
+    def forward(self, x):
+        norm, pool = self.norm.layer, self.pool.layer
         if not (norm.weight.value > 0).all():
             self._cache = None
-            for layer in self._layers:
-                x = layer._forward(x)
+            for step in self.steps:
+                x = step.forward(x)
             return x
-        norm._check_input(x)
-        pool._check(x)
-        mean, inv_std, _, count = norm._batch_statistics(x.reshape(norm.num_features, -1), x.shape)
+        self.norm.check(x)
+        check_pool_input(self.pool, x)
+        mean, inv_std, _, count = self.norm.batch_statistics(x.reshape(norm.num_features, -1))
         windows = window_view(x, pool.kernel_size, pool.stride)
-        maxima = pool._window_max(windows)
-        hits = pool._first_maxima(windows, maxima)
-        # The same operations, in the same order, as BatchNorm's forward pass.
+        maxima = window_max(windows, pool.kernel_size)
+        hits = first_maxima(windows, maxima, pool.kernel_size)
+        # The same operations, in the same order, as BatchNormStep's forward pass.
         normalised = maxima
         normalised -= mean[:, None, None, None]
         normalised *= inv_std[:, None, None, None]
@@ -96,13 +97,13 @@ class NormPoolReLU(Module):
         self._cache = (x, hits, normalised, positive, mean, inv_std, gamma, count)
         return out
 
-    def _backward(self, dout):
+    def backward(self, dout):
         if self._cache is None:
-            for layer in reversed(self._layers):
-                dout = layer._backward(dout)
+            for step in reversed(self.steps):
+                dout = step.backward(dout)
             return dout
         x, hits, normalised, positive, mean, inv_std, gamma, count = self._cache
-        norm, pool = self.norm, self.pool
+        norm, pool = self.norm.layer, self.pool.layer
         pooled_grad = dout * positive if positive is not None else dout
         channels = norm.num_features
         rows = pooled_grad.reshape(channels, -1)
@@ -110,7 +111,7 @@ class NormPoolReLU(Module):
         dgamma = np.einsum("ij,ij->i", rows, normalised.reshape(channels, -1))
         norm.weight.grad += dgamma
         norm.bias.grad += dbeta
-        dbeta, dgamma = parallel.all_sum(np.stack([dbeta, dgamma]))  # over every share's values
+        dbeta, dgamma = self.norm.all_sum(np.stack([dbeta, dgamma]))  # over every share's values
         a = gamma * inv_std
         b = -a * inv_std * dgamma / count
         c = -a * dbeta / count - b * mean
@@ -118,14 +119,14 @@ class NormPoolReLU(Module):
         dx = np.multiply(x, b[per_channel])
         dx += c[per_channel]
         routed = pooled_grad * a[per_channel]
-        for hit, (i, j) in zip(hits, _offsets(pool.kernel_size)):
-            dx[_input_slice(i, j, pool.stride, routed.shape[1:3])] += routed * hit
+        for hit, (i, j) in zip(hits, kernel_offsets(pool.kernel_size)):
+            dx[input_slice(i, j, pool.stride, routed.shape[1:3])] += routed * hit
         return dx
 
     def output_shape(self, input_shape):
-        for layer in self._layers:
-            input_shape = layer.output_shape(input_shape)
+        for step in self.steps:
+            input_shape = step.output_shape(input_shape)
         return input_shape
 
-    def extra_repr(self):
-        return ", ".join(repr(layer) for layer in self._layers)
+    def __repr__(self):
+        return f"NormPoolReLU({', '.join(repr(step.layer) for step in self.steps)})"

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 
 from lenet5 import nn as ln
 from lenet5.models import build_model
-from lenet5.nn.fusion import NormPoolReLU, training_steps
+from lenet5.fast import FastModel
+from lenet5.fast.fusion import NormPoolReLU, fuse
 
-from .torch_twins import DTYPES, assert_close
+from ..nn.torch_twins import DTYPES, assert_close
 
 
 def configs(count=16, seed=1998):
@@ -39,8 +40,7 @@ def pair(shape, kernel, stride, with_relu, dtype, seed=0):
         model = ln.Sequential(*layers).to(dtype)
         model.bn1.weight.value[...] = gamma
         model.bn1.bias.value[...] = beta
-        model.fused = fused
-        models.append(model)
+        models.append(FastModel(model, fused=fused))
     x = rng.standard_normal(shape).astype(dtype)
     x[0, :, : shape[2] // 2] = 0.5  # flat rows: ties in the windows, as MNIST's background gives
     return models, x
@@ -51,15 +51,15 @@ def pair(shape, kernel, stride, with_relu, dtype, seed=0):
 def test_fused_step_gives_the_layers_output_and_their_gradients(shape, kernel, stride, with_relu, dtype):
     (fused, layers), x = pair(shape, kernel, stride, with_relu, dtype)
     out_fused, out_layers = fused.forward(x), layers.forward(x)
-    assert any(isinstance(step, NormPoolReLU) for step in fused._steps)
+    assert any(isinstance(step, NormPoolReLU) for step in fused._run)
     np.testing.assert_array_equal(out_fused, out_layers)
-    np.testing.assert_array_equal(fused.bn1.running_mean, layers.bn1.running_mean)
-    np.testing.assert_array_equal(fused.bn1.running_var, layers.bn1.running_var)
+    np.testing.assert_array_equal(fused.model.bn1.running_mean, layers.model.bn1.running_mean)
+    np.testing.assert_array_equal(fused.model.bn1.running_var, layers.model.bn1.running_var)
     upstream = np.random.default_rng(1).standard_normal(out_fused.shape).astype(dtype)
     dx_fused, dx_layers = fused.backward(upstream), layers.backward(upstream)
     assert_close(dx_fused, dx_layers, dtype, "input gradient")
-    assert_close(fused.bn1.weight.grad, layers.bn1.weight.grad, dtype, "γ gradient")
-    assert_close(fused.bn1.bias.grad, layers.bn1.bias.grad, dtype, "β gradient")
+    assert_close(fused.model.bn1.weight.grad, layers.model.bn1.weight.grad, dtype, "γ gradient")
+    assert_close(fused.model.bn1.bias.grad, layers.model.bn1.bias.grad, dtype, "β gradient")
 
 
 @pytest.mark.parametrize("shape, kernel, stride, with_relu", configs(count=6, seed=7))
@@ -69,42 +69,43 @@ def test_fused_step_agrees_with_pytorch_in_float64(shape, kernel, stride, with_r
     upstream = np.random.default_rng(5).standard_normal(out.shape)
     dx = fused.backward(upstream)
     tx = torch.tensor(x, requires_grad=True)
-    gamma = torch.tensor(fused.bn1.weight.value, requires_grad=True)
-    beta = torch.tensor(fused.bn1.bias.value, requires_grad=True)
-    y = F.batch_norm(tx, None, None, gamma, beta, training=True, eps=fused.bn1.eps)
+    gamma = torch.tensor(fused.model.bn1.weight.value, requires_grad=True)
+    beta = torch.tensor(fused.model.bn1.bias.value, requires_grad=True)
+    y = F.batch_norm(tx, None, None, gamma, beta, training=True, eps=fused.model.bn1.eps)
     y = F.max_pool2d(y, kernel, stride)
     y = F.relu(y) if with_relu else y
     y.backward(torch.tensor(upstream))
     assert_close(out, y, np.float64, "output")
     assert_close(dx, tx.grad, np.float64, "input gradient")
-    assert_close(fused.bn1.weight.grad, gamma.grad, np.float64, "γ gradient")
-    assert_close(fused.bn1.bias.grad, beta.grad, np.float64, "β gradient")
+    assert_close(fused.model.bn1.weight.grad, gamma.grad, np.float64, "γ gradient")
+    assert_close(fused.model.bn1.bias.grad, beta.grad, np.float64, "β gradient")
 
 
 def test_a_non_positive_gamma_runs_the_layers_one_by_one_with_their_exact_results():
     (fused, layers), x = pair((4, 3, 6, 6), 2, 2, True, np.float64)
     for model in (fused, layers):
-        model.bn1.weight.value[1] = -0.7  # max of a decreasing map is its min: cannot pool first
+        model.model.bn1.weight.value[1] = -0.7  # max of a decreasing map is its min: cannot pool first
     out_fused, out_layers = fused.forward(x), layers.forward(x)
     np.testing.assert_array_equal(out_fused, out_layers)
     upstream = np.random.default_rng(2).standard_normal(out_fused.shape)
     np.testing.assert_array_equal(fused.backward(upstream), layers.backward(upstream))
-    np.testing.assert_array_equal(fused.bn1.weight.grad, layers.bn1.weight.grad)
+    np.testing.assert_array_equal(fused.model.bn1.weight.grad, layers.model.bn1.weight.grad)
 
 
 def test_only_training_batchnorm2d_then_unpadded_maxpool_is_fused():
     model = build_model("lenet5")
-    steps = training_steps(model.layers)
+    steps = fuse(FastModel(model).steps)
     fused = [step for step in steps if isinstance(step, NormPoolReLU)]
     assert len(fused) == 2 and all(step.relu is not None for step in fused)
     assert len(steps) == len(model.layers) - 2 * 2
-    assert not any(isinstance(step, NormPoolReLU) for step in training_steps(model.eval().layers))
-    padded = [ln.BatchNorm2D(2), ln.MaxPool2D(3, padding=1), ln.ReLU()]
-    assert training_steps(padded) == padded
-    averaged = [ln.BatchNorm2D(2), ln.AvgPool2D(2)]
-    assert training_steps(averaged) == averaged
+    model.eval()
+    assert not any(isinstance(step, NormPoolReLU) for step in fuse(FastModel(model).steps))
+    padded = FastModel(ln.Sequential(ln.BatchNorm2D(2), ln.MaxPool2D(3, padding=1), ln.ReLU())).steps
+    assert fuse(padded) == padded
+    averaged = FastModel(ln.Sequential(ln.BatchNorm2D(2), ln.AvgPool2D(2))).steps
+    assert fuse(averaged) == averaged
 
 
 def test_backward_before_forward_is_a_clear_error():
     with pytest.raises(RuntimeError, match="backward.*needs a forward"):
-        build_model("relu").backward(np.ones((1, 10)))
+        FastModel(build_model("relu")).backward(np.ones((1, 10)))

@@ -1,4 +1,4 @@
-"""An inference plan: the same function as a trained model in eval mode, cheaper to run.
+"""The inference plan: the same function as a trained model in eval mode, cheaper to run.
 
 In eval mode BatchNorm is a fixed per-channel affine map, so it folds into the convolution
 or dense layer before it (w' = w·γ/σ, b' = (b − μ)·γ/σ + β); Dropout is the identity and
@@ -16,20 +16,16 @@ import copy
 
 import numpy as np
 
-from .activations import ReLU, Sigmoid, Tanh
-from .batchnorm import BatchNorm1D, BatchNorm2D
-from .conv import Conv2D
-from .dense import Dense, Flatten
-from .dropout import Dropout
-from .parameter import Parameter
-from .pooling import AvgPool2D, MaxPool2D
+from ..nn import AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Parameter
+from ..nn import ReLU, Sigmoid, Tanh
 
 
 def inference_layers(layers) -> list:
-    """Layers computing the eval-mode function of `layers`, with BatchNorm folded away.
+    """Layers computing the eval-mode function of `layers` (in eval mode), with BatchNorm
+    folded away.
 
     The plan holds shallow copies (sharing the weights), so running it leaves the model's
-    own forward caches alone: a `predict` between a forward and its backward is harmless.
+    own layers alone: a `predict` between a forward and its backward is harmless.
     """
     plan = []
     for layer in map(copy.copy, layers):
@@ -84,7 +80,7 @@ def _halved(layer):
 def _reading_tanh(layer):
     """A copy of `layer` that, given s = tanh(z/2), outputs what the layer outputs given
     σ(z) = (1 + s)/2: weights w/2, bias b + Σw/2 (per output, over its inputs)."""
-    weight = layer._weight_matrix() if isinstance(layer, Conv2D) else layer.weight.value
+    weight = layer.masked(layer.weight.value) if isinstance(layer, Conv2D) else layer.weight.value
     bias = layer.bias.value if layer.bias is not None else 0.0
     return _with(layer, layer.weight.value * 0.5, bias + 0.5 * weight.reshape(weight.shape[0], -1).sum(axis=1))
 

@@ -1,0 +1,25 @@
+"""The fast engine: the reference layers of `lenet5.nn`, run faster, and tested against them.
+
+    FastModel(model)                 one process: batch-last layout, blocked convolution,
+                                     fused BatchNorm → max-pool → ReLU, folded inference plan
+    DataParallel(model, workers=2)   the same, each batch split over processes
+
+Where each speed-up lives:
+    layout.py      why the batch is the last axis inside, and the conversions
+    windows.py     strided windows, the column matrix in cache-sized blocks, col2im
+    conv.py        ConvStep: blocked convolution (the tuning constants and why)
+    pooling.py     MaxPoolStep, AvgPoolStep, SubsamplingStep
+    norm.py        BatchNormStep (its sums cross processes through `all_sum`)
+    dense.py, elementwise.py, dropout.py: the other layers' steps
+    fusion.py      NormPoolReLU: BatchNorm2D → MaxPool2D → ReLU as one training step
+    plan.py        the inference plan: BatchNorm folded, Dropout gone, ReLU after pooling
+    program.py     FastModel: the steps of a model, sharing its parameters
+    threads.py     BLAS threads (threadpoolctl)
+    parallel/      DataParallel: processes, shared memory, semaphores
+
+The reference engine never imports this package.
+"""
+
+from .program import FastModel
+
+__all__ = ["FastModel"]

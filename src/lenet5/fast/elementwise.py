@@ -1,0 +1,77 @@
+"""Activations and Softmax, fast: in place where the reference allocates three arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .step import Step
+
+
+class ReLUStep(Step):
+    def forward(self, x):
+        out = np.maximum(x, 0)
+        self._positive = out > 0
+        return out
+
+    def backward(self, dout):
+        return dout * self._positive
+
+
+class SigmoidStep(Step):
+    """σ(x) = (1 + tanh(x/2)) / 2, as the reference computes it, in one array updated in place."""
+
+    def forward(self, x):
+        out = np.multiply(x, 0.5)
+        np.tanh(out, out=out)
+        out += 1
+        out *= 0.5
+        self._out = out
+        return out
+
+    def backward(self, dout):
+        # One new array, updated in place: `dout * out * (1 - out)` would allocate three.
+        out = self._out
+        dx = np.subtract(1, out)
+        dx *= out
+        dx *= dout
+        return dx
+
+
+class TanhStep(Step):
+    def forward(self, x):
+        self._out = np.tanh(x)
+        return self._out
+
+    def backward(self, dout):
+        dx = np.square(self._out)
+        np.subtract(1, dx, out=dx)
+        dx *= dout
+        return dx
+
+
+class ScaledTanhStep(Step):
+    def forward(self, x):
+        layer = self.layer
+        self._tanh = np.tanh(x * layer.slope)
+        return self._tanh * layer.amplitude
+
+    def backward(self, dout):
+        layer = self.layer
+        dx = np.square(self._tanh)
+        np.subtract(1, dx, out=dx)
+        dx *= dout
+        dx *= layer.amplitude * layer.slope
+        return dx
+
+
+class SoftmaxStep(Step):
+    """Softmax over the feature axis, which is axis 0 batch-last."""
+
+    def forward(self, x):
+        exps = np.exp(x - x.max(axis=0, keepdims=True))
+        self._out = exps / exps.sum(axis=0, keepdims=True)
+        return self._out
+
+    def backward(self, dout):
+        out = self._out
+        return out * (dout - (dout * out).sum(axis=0, keepdims=True))

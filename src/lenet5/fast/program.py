@@ -1,0 +1,184 @@
+"""FastModel: a reference `Sequential` compiled into fast steps that share its parameters.
+
+    model = build_model("lenet5")              # the reference model (lenet5.nn)
+    fast = FastModel(model)                    # the same weights, run by the fast engine
+    optimizer = Adam(model.parameters(), lr=1e-3)
+    logits = fast.forward(x)                   # batch-first in, batch-first out
+    loss, dlogits = SoftmaxCrossEntropy.value_and_grad(logits, y)
+    fast.backward(dlogits, input_grad=False)   # fills model's parameter gradients
+    optimizer.step()
+
+Each speed-up can be switched off, which is how the optimisation ladder in
+`benchmarks/bench.py` measures what each one is worth and how the tests check each against
+the reference engine: `blocked` (cache-sized blocks of the convolution's column matrix),
+`fused` (BatchNorm2D → MaxPool2D → ReLU as one training step, fusion.py) and `plan` (the
+folded inference plan for predictions, plan.py). The batch-last layout itself is always on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import (
+    AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, ScaledTanh,
+    Sequential, Sigmoid, Softmax, Subsampling, Tanh,
+)
+from ..nn.checks import as_float
+from .conv import ConvStep
+from .dense import DenseStep, FlattenStep
+from .dropout import DropoutStep, draw_keep_mask
+from .elementwise import ReLUStep, ScaledTanhStep, SigmoidStep, SoftmaxStep, TanhStep
+from .fusion import fuse
+from .layout import to_batch_first, to_batch_last
+from .norm import BatchNormStep, one_process
+from .plan import inference_layers
+from .pooling import AvgPoolStep, MaxPoolStep, SubsamplingStep
+from .step import ReferenceStep
+
+# Exact types: a subclass of a reference layer may change what it computes, so it runs
+# through its own forward and backward (ReferenceStep).
+_STEPS = {
+    Conv2D: ConvStep, MaxPool2D: MaxPoolStep, AvgPool2D: AvgPoolStep, Subsampling: SubsamplingStep,
+    BatchNorm1D: BatchNormStep, BatchNorm2D: BatchNormStep, Dense: DenseStep, Flatten: FlattenStep,
+    ReLU: ReLUStep, Sigmoid: SigmoidStep, Tanh: TanhStep, ScaledTanh: ScaledTanhStep, Softmax: SoftmaxStep,
+    Dropout: DropoutStep,
+}
+
+
+def leaf_layers(model) -> list:
+    """The layers of `model` in execution order, nested Sequentials opened up."""
+    if isinstance(model, Sequential):
+        return [leaf for layer in model.layers for leaf in leaf_layers(layer)]
+    return [model]
+
+
+class FastModel:
+    """Runs a reference model with the fast engine; see the module docstring.
+
+    Args:
+        model: a `lenet5.nn.Sequential` (or any layer). Its parameters, buffers, modes and
+            generators stay the model's: train, save or load it with or without this wrapper.
+        blocked, fused, plan: the speed-ups, each on by default.
+        all_sum: adds a vector over every process's share of the batch (BatchNorm's sums);
+            a data-parallel strategy passes its own, the default is one process's identity.
+        dropout_masks: `(layer, batch_first_shape) -> keep mask` for each Dropout; the
+            default draws from the layer's generator as the reference does.
+    """
+
+    def __init__(self, model, *, blocked: bool = True, fused: bool = True, plan: bool = True,
+                 all_sum=None, dropout_masks=None) -> None:
+        self.model = model
+        self.blocked, self.fused, self.plan = blocked, fused, plan
+        self.all_sum = all_sum or one_process
+        self.dropout_masks = dropout_masks or draw_keep_mask
+        self.steps = [self.compile(layer) for layer in leaf_layers(model)]
+        self._run = None  # the steps of the last training-or-eval forward, for its backward
+
+    def compile(self, layer):
+        """The fast step that runs `layer`."""
+        kind = _STEPS.get(type(layer), ReferenceStep)
+        if kind is ConvStep:
+            return ConvStep(layer, blocked=self.blocked)
+        if kind is BatchNormStep:
+            return BatchNormStep(layer, self.all_sum)
+        if kind is DropoutStep:
+            return DropoutStep(layer, self.dropout_masks)
+        return kind(layer)
+
+    # -- the passes, as the reference model's ----------------------------------------------
+    def forward(self, x) -> np.ndarray:
+        """Batch-first in, batch-first out. The input is copied once into batch-last order so
+        that every step reads contiguous memory: im2col on the strided view of an NCHW batch
+        took 4.4 of the relu model's 10.4 s per epoch (measured by benchmarks/bench.py)."""
+        self._run = fuse(self.steps) if self.fused else self.steps
+        h = np.ascontiguousarray(to_batch_last(as_float(x)))
+        for step in self._run:
+            h = step.forward(h)
+        return to_batch_first(h)
+
+    def backward(self, dout, input_grad: bool = True):
+        """Backpropagate `dout` (batch-first), adding to every parameter's `grad`.
+
+        With `input_grad=False` only parameter gradients are computed and None is returned,
+        which spares the first layer's input gradient (a training step never uses it).
+        """
+        if self._run is None:
+            raise RuntimeError("FastModel: backward() needs a forward() first")
+        dout = to_batch_last(np.asarray(dout))
+        for step in reversed(self._run[1:]):
+            dout = step.backward(dout)
+        if not input_grad:
+            self._run[0].backward_parameters(dout)
+            return None
+        return to_batch_first(self._run[0].backward(dout))
+
+    __call__ = forward
+
+    # -- predictions -----------------------------------------------------------------------
+    def predict_logits(self, x, batch_size: int = 64) -> np.ndarray:
+        """Logits (N, K) of the eval-mode model, through its folded inference plan.
+
+        The default batch of 64 keeps the arrays passed between layers close to the CPU's
+        caches (C1's output is 1.2 MB at 64); `benchmarks/bench.py` times batches of 64,
+        256 and 1000. Each module's own mode is put back after: training may go on.
+        """
+        modes = [(module, module.training) for module in self.model.modules()]
+        self.model.eval()
+        try:
+            layers = leaf_layers(self.model)
+            steps = [self.compile(layer) for layer in inference_layers(layers)] if self.plan else self.steps
+            chunks = []
+            for start in range(0, len(x), batch_size):
+                h = np.ascontiguousarray(to_batch_last(as_float(x[start : start + batch_size])))
+                for step in steps:
+                    h = step.forward(h)
+                chunks.append(np.array(to_batch_first(h)))
+        finally:
+            for module, mode in modes:
+                module.training = mode
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+    def predict(self, x, batch_size: int = 64) -> np.ndarray:
+        """The most probable class of each sample, (N,) int64."""
+        return self.predict_logits(x, batch_size).argmax(axis=1).astype(np.int64)
+
+    def accuracy(self, x, labels, batch_size: int = 64) -> float:
+        """The fraction of samples whose predicted class equals the label (one-hot accepted)."""
+        labels = np.asarray(labels)
+        if labels.ndim == 2:
+            labels = labels.argmax(axis=1)
+        return float((self.predict(x, batch_size) == labels).mean())
+
+    # -- what a trainer or strategy needs of it ---------------------------------------------
+    def dropout_layers(self, sample_shape) -> list[tuple[Dropout, tuple]]:
+        """The Dropout layers a training forward of samples of `sample_shape` draws masks for,
+        in order, each with its per-sample input shape."""
+        found, shape = [], tuple(sample_shape)
+        for layer in leaf_layers(self.model):
+            if isinstance(layer, Dropout) and layer.training and layer.p > 0:
+                found.append((layer, shape))
+            shape = layer.output_shape(shape)
+        return found
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def train(self, mode: bool = True) -> "FastModel":
+        self.model.train(mode)
+        return self
+
+    def eval(self) -> "FastModel":
+        return self.train(False)
+
+    def close(self) -> None:
+        """Nothing to release; here so a trainer treats FastModel and DataParallel alike."""
+
+    def __enter__(self) -> "FastModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FastModel({getattr(self.model, 'name', type(self.model).__name__)}, blocked={self.blocked}, " \
+               f"fused={self.fused}, plan={self.plan})"
