@@ -66,15 +66,17 @@ def test_forward_and_gradients_agree_with_pytorch_in_float64(name, training):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_inference_plan_equals_eval_forward(name):
+    from lenet5.fast import FastModel
+
     model = build_model(name, seed=6)
     x = np.random.default_rng(7).standard_normal((50,) + MODELS[name].input_shape).astype(np.float32)
     model.train()
     model.forward(x)  # moves BatchNorm running statistics away from their initial values
     model.eval()
     expected = model.forward(x)
-    folded = model.predict_logits(x, batch_size=16)
+    folded = FastModel(model).predict_logits(x, batch_size=16)
     assert np.abs(folded - expected).max() / np.abs(expected).max() < 1e-5
-    assert np.array_equal(model.predict(x), expected.argmax(axis=1))
+    assert np.array_equal(FastModel(model).predict(x), expected.argmax(axis=1))
 
 
 def test_same_seed_same_weights_and_different_seed_different_weights():
@@ -127,7 +129,6 @@ def test_pooling_before_relu_trains_exactly_like_relu_before_pooling(name):
             swaps += 1
     assert swaps == 2
     textbook = Sequential(*layers)
-    model.fused = False  # the textbook order has nothing to fuse; compare like with like
     rng = np.random.default_rng(4)
     x = rng.standard_normal((16,) + get_spec(name).input_shape).astype(np.float32)
     x[:, :, :6] = 0  # flat zero rows: ties in the windows, as MNIST's background gives

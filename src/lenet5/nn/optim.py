@@ -56,12 +56,14 @@ class Optimizer:
         parameters: a list of `Parameter` (e.g. `model.parameters()`).
         lr: learning rate, > 0. weight_decay: L2 coefficient λ ≥ 0.
 
-    Why flat: on construction every parameter's value and gradient become views into one
-    flat array each, so a step is a handful of NumPy calls over all 60,000 weights instead
-    of a handful per parameter (LeNet-5 has 18 parameter arrays; the per-call overhead was
-    5% of an epoch). The state (Adam's moments, momentum) is flat the same way; element i
-    of it belongs to the parameter whose view covers i. If something replaces a parameter's
-    array (e.g. `Module.to`), the next step re-flattens.
+    Who owns the arrays: the optimiser does. Its first step is `flatten_parameters()`, in
+    the constructor: each parameter's value and gradient are copied into one flat array
+    each (`flat_value`, `flat_grad`), and the parameter keeps views into them. Why: a step
+    is then a handful of NumPy calls over all 60,000 weights instead of a handful per
+    parameter (LeNet-5 has 18 parameter arrays; the per-call overhead was 5% of an epoch).
+    The state (Adam's moments, momentum) is flat the same way; element i of it belongs to
+    the parameter whose view covers i. If something replaces a parameter's array (e.g.
+    `Module.to`), the next step flattens again.
     """
 
     name = "optimizer"
@@ -78,9 +80,11 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
         self.state: dict[str, np.ndarray] = {}
         self.steps = 0
-        self._flatten()
+        self.flatten_parameters()
 
-    def _flatten(self) -> None:
+    def flatten_parameters(self) -> None:
+        """Move every parameter's value and gradient into `flat_value` and `flat_grad`, leaving
+        each parameter views into them (see the class docstring)."""
         dtype = np.result_type(*[p.value.dtype for p in self.parameters])
         total = sum(p.size for p in self.parameters)
         self.flat_value = np.empty(total, dtype)
@@ -97,6 +101,7 @@ class Optimizer:
         self.state = {key: array.astype(dtype) for key, array in self.state.items()}
 
     def _flat(self) -> bool:
+        """Whether every parameter still views the flat arrays."""
         return all(p.value.base is self.flat_value and p.grad.base is self.flat_grad for p in self.parameters)
 
     def zero_grad(self) -> None:
@@ -108,7 +113,7 @@ class Optimizer:
 
     def step(self) -> None:
         if not self._flat():
-            self._flatten()
+            self.flatten_parameters()
         self.steps += 1
         self._update(self.flat_value, self.flat_grad, self.state)
 
