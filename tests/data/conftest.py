@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import struct
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,9 +94,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         body, mode = behaviour
         self.send_response(200)
-        announced = len(body) * 1000 if mode == "oversized" else len(body)
-        self.send_header("Content-Length", str(announced))
+        if not mode.endswith("unannounced"):
+            self.send_header("Content-Length", str(len(body) * 1000 if mode == "oversized" else len(body)))
         self.end_headers()
+        if mode.startswith("trickle"):  # one byte every 50 ms, until the client hangs up
+            try:
+                for offset in range(len(body)):
+                    self.wfile.write(body[offset:offset + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass
+            return
         if mode == "drop":  # announce everything, send half, hang up
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
@@ -113,7 +123,9 @@ class Server:
         self.base, self.routes, self.requests = base, routes, requests
 
     def serve(self, path: str, body: bytes, mode: str = "ok") -> None:
-        """What GET `path` returns: mode "ok", "drop" (half, then hang up) or "oversized"."""
+        """What GET `path` returns: mode "ok", "drop" (half, then hang up), "oversized" (announces
+        1000 times the length), "trickle" (one byte every 50 ms); "unannounced" and
+        "trickle-unannounced" are "ok" and "trickle" without a Content-Length."""
         self.routes[path] = (body, mode)
 
     def url(self, prefix: str) -> str:

