@@ -20,6 +20,7 @@ Where each speed-up lives:
 The reference engine never imports this package.
 """
 
+from .parallel import DataParallel, ParallelError
 from .program import FastModel
 
-__all__ = ["FastModel"]
+__all__ = ["DataParallel", "FastModel", "ParallelError"]
