@@ -4,8 +4,9 @@ For each model and batch size, rounds alternate lenet5 and PyTorch so drift in t
 (thermal, other load) hits both, and which side goes first alternates too. It prints
 training seconds per epoch (median, min, max), inference images per second, peak memory,
 both sides' time per layer type (PyTorch's from torch.profiler's operator times), and the
-arithmetic floor (FLOPs per epoch over a measured matrix-multiply rate); it writes
-results.json.
+arithmetic floor (FLOPs per epoch over a measured matrix-multiply rate), and the optimisation
+ladder (the reference engine, then each speed-up of the fast engine added in turn); it
+writes results.json.
 
     python benchmarks/bench.py                   # the full table (several minutes)
     python benchmarks/bench.py --images 12800    # a quicker estimate, scaled to an epoch
@@ -50,44 +51,64 @@ def load_data(model_name: str):
 
 # -- the two sides -------------------------------------------------------------------------
 class Lenet5Side:
-    """lenet5 as `lenet5 train --workers N` runs it: with N > 1, each batch is split over N
-    processes (lenet5.nn.DataParallel), one per core, each with BLAS on one thread."""
+    """lenet5 as `lenet5 train --workers N` runs it: the fast engine (lenet5.fast.FastModel)
+    and, with N > 1, each batch split over N processes (lenet5.fast.DataParallel), one per
+    core, each with BLAS on one thread. `engine(model)` builds another rung of the ladder."""
 
     name = "lenet5"
     workers = THREADS  # set by --workers
 
-    def __init__(self, model_name, seed=0, workers=None):
+    def __init__(self, model_name, seed=0, workers=None, engine=None):
+        from lenet5.fast import DataParallel, FastModel
         from lenet5.models import build_model
-        from lenet5.nn import Adam, DataParallel, SoftmaxCrossEntropy
+        from lenet5.nn import Adam, SoftmaxCrossEntropy
 
         self.model = build_model(model_name, seed)
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
         self.loss = SoftmaxCrossEntropy()
-        self.parallel = DataParallel(self.model, self.workers if workers is None else workers)
+        workers = self.workers if workers is None else workers
+        if engine is None:
+            engine = (lambda model: DataParallel(model, workers)) if workers > 1 else FastModel
+        self.engine = engine(self.model)
 
     def train(self, x, y, batch_size, order):
-        model, optimizer, loss = self.model, self.optimizer, self.loss
-        model.train()
+        engine, optimizer, loss = self.engine, self.optimizer, self.loss
+        self.model.train()
         for start in range(0, len(order), batch_size):
             index = order[start: start + batch_size]
             optimizer.zero_grad()
-            if self.parallel.world > 1:
-                self.parallel.train_step(x[index], y[index])
-            else:  # the plain loop, which layer_split times layer by layer
-                logits = model.forward(x[index])
-                _, dlogits = loss.value_and_grad(logits, y[index])
-                model.backward(dlogits, input_grad=False)
+            logits = engine.forward(x[index])
+            _, dlogits = loss.value_and_grad(logits, y[index])
+            engine.backward(dlogits, input_grad=False)
             optimizer.step()
 
     def infer(self, x, batch_size):
-        return self.parallel.predict(x, batch_size)
+        return self.engine.predict(x, batch_size)
 
     def worker_pids(self):
-        pool = self.parallel._pool
-        return [pid for pid in pool.pids if pid > 0] if pool is not None else []
+        return list(getattr(self.engine, "worker_pids", lambda: [])())
 
     def close(self):
-        self.parallel.close()
+        self.engine.close()
+
+
+class ReferenceEngine:
+    """The reference engine (lenet5.nn) behind the same interface: NCHW, no speed-ups."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward(x)
+
+    def backward(self, dout, input_grad=True):
+        return self.model.backward(dout)
+
+    def predict(self, x, batch_size):
+        return self.model.predict_logits(x, batch_size).argmax(axis=1)
+
+    def close(self):
+        pass
 
 
 class TorchSide:
@@ -235,78 +256,119 @@ LAYER_GROUPS = {
 }
 
 
-def layer_split(model_name, batch_size, images, seed=0):
-    """lenet5's seconds per epoch by layer type, forward and backward, im2col/col2im apart,
-    in one process (workers=1): where the engine's time goes, before any split over cores."""
-    from lenet5.nn import conv, fusion, im2col
+class _TimedStep:
+    """A fast step with its forward and backward timed under its layer type's name."""
 
-    x, y, _, _ = load_data(model_name)
-    side = Lenet5Side(model_name, seed, workers=1)
+    def __init__(self, step, totals):
+        self.step, self.totals = step, totals
+        if type(step).__name__ == "NormPoolReLU":
+            self.group = "normalisation + pooling + ReLU (fused)"
+        else:
+            self.group = LAYER_GROUPS.get(type(step.layer).__name__, type(step.layer).__name__)
+
+    def _timed(self, key, function, *args):
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            self.totals[f"{self.group} {key}"] += time.perf_counter() - started
+
+    def forward(self, x):
+        return self._timed("forward", self.step.forward, x)
+
+    def backward(self, dout):
+        return self._timed("backward", self.step.backward, dout)
+
+    def backward_parameters(self, dout):
+        return self._timed("backward", self.step.backward_parameters, dout)
+
+
+def layer_split(model_name, batch_size, images, seed=0):
+    """lenet5's seconds per epoch by layer type, forward and backward, in one process: where
+    the fast engine's time goes, before any split over cores."""
+    from lenet5.fast import FastModel
+
     totals = collections.defaultdict(float)
 
-    def timed(function, key):
-        def wrapper(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                totals[key] += time.perf_counter() - started
-        return wrapper
+    class TimedFastModel(FastModel):
+        def training_steps(self):
+            return [_TimedStep(step, totals) for step in super().training_steps()]
 
-    # Conv2D builds column blocks in forward and again in backward (for the weight gradient
-    # of blocked layers): time each block's copy, and charge it to the pass it ran in.
-    phase = ["forward"]
-    nested = collections.defaultdict(float)
+    def timed(key, function, *args):
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            totals[key] += time.perf_counter() - started
 
-    def timed_blocks(*args, **kwargs):
-        blocks = im2col.column_blocks(*args, **kwargs)
-        while True:
-            started = time.perf_counter()
-            item = next(blocks, None)
-            elapsed = time.perf_counter() - started
-            totals["im2col"] += elapsed
-            nested[phase[0]] += elapsed
-            if item is None:
-                return
-            yield item
-
-    def in_phase(function, name):
-        def wrapper(*args, **kwargs):
-            phase[0] = name
-            return function(*args, **kwargs)
-        return wrapper
-
-    originals = (conv.column_blocks, conv.col2im, fusion.NormPoolReLU._forward, fusion.NormPoolReLU._backward)
-    conv.column_blocks, conv.col2im = timed_blocks, timed(im2col.col2im, "col2im")
-    # In training, BatchNorm2D → MaxPool2D (→ ReLU) runs as one fused step, built anew each pass.
-    fused = "normalisation + pooling + ReLU (fused)"
-    fusion.NormPoolReLU._forward = timed(fusion.NormPoolReLU._forward, f"{fused} forward")
-    fusion.NormPoolReLU._backward = timed(fusion.NormPoolReLU._backward, f"{fused} backward")
-    for position, layer in enumerate(side.model.layers):
-        group = LAYER_GROUPS.get(type(layer).__name__, type(layer).__name__)
-        layer._forward = timed(in_phase(layer._forward, "forward"), f"{group} forward")
-        layer._backward = timed(in_phase(layer._backward, "backward"), f"{group} backward")
-        if position == 0:  # elsewhere it runs inside _backward, already timed
-            layer._backward_parameters = timed(in_phase(layer._backward_parameters, "backward"),
-                                               f"{group} backward")
-    side.optimizer.step = timed(side.optimizer.step, "optimiser")
-    side.optimizer.zero_grad = timed(side.optimizer.zero_grad, "optimiser")
-    side.loss.value_and_grad = timed(side.loss.value_and_grad, "loss")
+    x, y, _, _ = load_data(model_name)
+    side = Lenet5Side(model_name, seed, workers=1, engine=TimedFastModel)
     order = np.random.default_rng(seed).permutation(len(x))[:images]
     started = time.perf_counter()
-    side.train(x, y, batch_size, order)
+    side.model.train()
+    for start in range(0, len(order), batch_size):
+        index = order[start: start + batch_size]
+        timed("optimiser", side.optimizer.zero_grad)
+        logits = side.engine.forward(x[index])
+        _, dlogits = timed("loss", side.loss.value_and_grad, logits, y[index])
+        side.engine.backward(dlogits, input_grad=False)
+        timed("optimiser", side.optimizer.step)
     total = time.perf_counter() - started
-    conv.column_blocks, conv.col2im, fusion.NormPoolReLU._forward, fusion.NormPoolReLU._backward = originals
-    scale = EPOCH / images
     split = _per_epoch(totals, images)
-    # im2col/col2im ran inside the convolution's own timers: report convolution without them.
-    inside = {"forward": nested["forward"] * scale,
-              "backward": nested["backward"] * scale + split.get("col2im", 0.0)}
-    for direction, seconds in inside.items():
-        if f"convolution {direction}" in split:
-            split[f"convolution {direction}"] -= seconds
-    split["other (batching, Python)"] = total * scale - sum(split.values())
+    split["other (batching, Python)"] = total * EPOCH / images - sum(split.values())
     return split
+
+
+# -- the optimisation ladder ---------------------------------------------------------------
+def ladder_rungs(workers):
+    """(name, engine factory): the reference engine, then each speed-up added in turn."""
+    from lenet5.fast import DataParallel, FastModel
+
+    return [
+        ("reference engine (lenet5.nn, NCHW)", ReferenceEngine),
+        ("+ batch-last layout (lenet5.fast)", lambda m: FastModel(m, blocked=False, fused=False, plan=False)),
+        ("+ blocked convolution", lambda m: FastModel(m, fused=False, plan=False)),
+        ("+ fused BatchNorm/max-pool/ReLU step", lambda m: FastModel(m, plan=False)),
+        ("+ folded inference plan", FastModel),
+        (f"+ {workers} processes (DataParallel)", lambda m: DataParallel(m, workers)),
+    ]
+
+
+def optimisation_ladder(model_name, batch_size, images, rounds, workers, seed=0):
+    """Training seconds per epoch and inference images per second of each rung, rounds
+    interleaved so drift hits every rung alike; PyTorch measured beside them."""
+    x, y, x_test, _ = load_data(model_name)
+    rng = np.random.default_rng(seed)
+    sides = {name: Lenet5Side(model_name, seed, engine=factory) for name, factory in ladder_rungs(workers)}
+    sides["pytorch, for scale"] = TorchSide(model_name, seed)
+    for side in sides.values():  # warm-up: first-call allocations, BLAS threads, workers
+        side.train(x, y, batch_size, rng.permutation(len(x))[: batch_size * 4])
+        side.infer(x_test[:1000], batch_size)
+    training, inference = collections.defaultdict(list), collections.defaultdict(list)
+    for round_index in range(rounds):
+        order = rng.permutation(len(x))[:images]
+        for name, side in _in_turn(sides, round_index):
+            started = time.perf_counter()
+            side.train(x, y, batch_size, order)
+            training[name].append((time.perf_counter() - started) * EPOCH / images)
+            inference[name].append(_throughput(side, x_test, batch_size))
+    _close(sides)
+    return {name: {"train_seconds_per_epoch": statistics.median(training[name]),
+                   "inference_images_per_second": statistics.median(inference[name])} for name in sides}
+
+
+def print_ladder(model_name, batch_size, ladder):
+    print(f"== optimisation ladder: {model_name}, batch {batch_size} (medians)")
+    print(f"  {'rung':<42}{'train s/epoch':>14}{'gain':>7}{'infer img/s':>13}{'gain':>7}")
+    previous = None
+    for name, row in ladder.items():
+        train, infer = row["train_seconds_per_epoch"], row["inference_images_per_second"]
+        gains = ("", "") if previous is None or name.startswith("pytorch") else \
+            (f"{previous[0] / train:.2f}", f"{infer / previous[1]:.2f}")
+        print(f"  {name:<42}{train:>14.2f}{gains[0]:>7}{infer:>13,.0f}{gains[1]:>7}")
+        if not name.startswith("pytorch"):
+            previous = (train, infer)
+    print("  gain: times faster than the rung above; the inference plan changes inference only")
 
 
 # PyTorch's operators by the layer type they belong to. An operator not listed is charged to
@@ -407,15 +469,11 @@ def stats(values):
 
 
 def print_split(ours, theirs):
-    """Both sides' time by layer type, largest first; lenet5's im2col and col2im are its
-    convolution's own, which PyTorch's convolution operators include."""
+    """Both sides' time by layer type, largest first."""
     print(f"  {'time by layer type at batch 256, s/epoch':<48}{'lenet5':>8}{'pytorch':>9}")
     for key in sorted(set(ours) | set(theirs), key=lambda k: -max(ours.get(k, 0), theirs.get(k, 0))):
         cells = [f"{side[key]:.2f}" if key in side else "-" for side in (ours, theirs)]
         print(f"    {key:<46}{cells[0]:>8}{cells[1]:>9}")
-    convolution = ("convolution forward", "convolution backward", "im2col", "col2im")
-    print(f"    {'convolution in all (with im2col, col2im)':<46}"
-          f"{sum(ours.get(k, 0) for k in convolution):>8.2f}{sum(theirs.get(k, 0) for k in convolution):>9.2f}")
     print(f"    {'total':<46}{sum(ours.values()):>8.2f}{sum(theirs.values()):>9.2f}")
 
 
@@ -427,6 +485,8 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=EPOCH, help="images timed per round (scaled to an epoch)")
     parser.add_argument("--workers", type=int, default=THREADS,
                         help=f"lenet5's processes (DataParallel); PyTorch runs {THREADS} threads")
+    parser.add_argument("--ladder", default="lenet5", help="models for the optimisation ladder ('' for none)")
+    parser.add_argument("--ladder-batch-size", type=int, default=64)
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args(argv)
     Lenet5Side.workers = args.workers
@@ -479,6 +539,12 @@ def main(argv=None):
         print_split(split, torch_split)
         print()
         report["models"][model_name] = entry
+    report["ladder"] = {}
+    for model_name in filter(None, args.ladder.split(",")):
+        ladder = optimisation_ladder(model_name, args.ladder_batch_size, min(args.images, 12_800),
+                                     max(2, args.rounds // 2), args.workers)
+        print_ladder(model_name, args.ladder_batch_size, ladder)
+        report["ladder"][model_name] = {"batch_size": args.ladder_batch_size, "rungs": ladder}
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {args.output}")
 
