@@ -122,7 +122,7 @@ def test_split_batch_gives_the_one_process_logits_gradients_and_buffers_in_float
             loss, logits, _ = step(FastModel(single), x, y)
             step(reference, x, y)
             split_loss, split_logits, _ = step(data_parallel, x, y)
-            assert data_parallel._pool is not None, "the batch was split"
+            assert data_parallel.worker_pids(), "the batch was split"
             assert split_loss == pytest.approx(loss, rel=1e-12)
             np.testing.assert_allclose(split_logits, logits, rtol=1e-12, atol=1e-12)
             assert_same_state(single, split, 1e-10)
@@ -187,14 +187,14 @@ def test_converting_the_model_restarts_the_workers_with_the_new_arrays():
     with DataParallel(split, 2) as data_parallel:
         step(FastModel(single), x, y)
         step(data_parallel, x, y)
-        first = data_parallel._pool.pids
+        first = data_parallel.worker_pids()
         for model in (single, split):
             model.to(np.float64)
             for parameter in model.parameters():
                 parameter.zero_grad()
         step(FastModel(single), x.astype(np.float64), y)
         step(data_parallel, x.astype(np.float64), y)
-        assert data_parallel._pool.pids != first
+        assert data_parallel.worker_pids() != first
     for (name, p), q in zip(single.named_parameters(), split.parameters()):
         assert q.grad.dtype == np.float64
         np.testing.assert_allclose(q.grad, p.grad, rtol=1e-10, atol=1e-10 * np.abs(p.grad).max(), err_msg=name)
@@ -229,7 +229,7 @@ def test_a_batch_larger_than_the_shared_areas_restarts_the_workers_with_larger_o
             x, y = batch("relu", size, seed=size)
             step(FastModel(single), x, y)
             step(engine, x, y)
-            pids.append(engine._pool.pids)
+            pids.append(engine.worker_pids())
     assert pids[0] != pids[1]
     assert_same_state(single, split, 1e-5)
 
@@ -239,7 +239,7 @@ def test_an_input_the_model_refuses_raises_its_own_error_and_the_next_call_start
     with DataParallel(model, 2) as split:
         with pytest.raises(ValueError, match="expected input of shape"):
             split.forward(np.zeros((16, 3, 32, 32), np.float32))
-        assert split._pool is None
+        assert not split.worker_pids()
         step(split, *batch("relu", 16))
 
 
@@ -248,10 +248,10 @@ def test_a_small_batch_runs_in_this_process_alone():
     with DataParallel(model, 2) as data_parallel:
         step(data_parallel, *batch("relu", 3))
         data_parallel.predict_logits(batch("relu", 7)[0], 8)  # fewer batches than processes
-        assert data_parallel._pool is None
+        assert not data_parallel.worker_pids()
     with DataParallel(model, 1) as data_parallel:
         step(data_parallel, *batch("relu", 64))
-        assert data_parallel._pool is None
+        assert not data_parallel.worker_pids()
 
 
 # -- workers that fail, die or stall ------------------------------------------------------
@@ -279,7 +279,7 @@ def test_a_worker_error_is_raised_here_with_its_message_and_the_workers_stop():
     with pytest.raises(ParallelError, match=r"^data-parallel worker [12] \(pid \d+\) failed: "
                        r"ValueError: broken share \(at .*test_parallel.py:\d+ in forward\)$") as raised:
         data_parallel.forward(x)
-    assert data_parallel._pool is None
+    assert not data_parallel.worker_pids()
     assert reaped(int(re.search(r"pid (\d+)", str(raised.value)).group(1)))
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("lenet5-worker")]
 
@@ -292,14 +292,14 @@ def test_a_killed_worker_is_reported_instead_of_waited_for(signal_number):
     try:
         with DataParallel(model, 2) as split:
             step(split, x, y)
-            pid = split._pool.pids[0]
+            pid = split.worker_pids()[0]
             os.kill(pid, signal_number)
             with pytest.raises(ParallelError, match=rf"^data-parallel worker 1 \(pid {pid}\) exited unexpectedly "
                                                     rf"\(killed by {signal_number.name}\)$"):
                 step(split, x, y)
             assert reaped(pid)
             step(split, x, y)  # new workers
-            assert split._pool.pids[0] != pid
+            assert split.worker_pids()[0] != pid
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -309,7 +309,7 @@ def test_a_stopped_worker_is_reported_within_the_timeout_and_the_workers_are_sto
     x, y = batch("relu", 16)
     with DataParallel(model, 3, timeout=2.0) as split:
         step(split, x, y)
-        pids = split._pool.pids
+        pids = split.worker_pids()
         os.kill(pids[1], signal.SIGSTOP)
         try:
             started = time.monotonic()
@@ -319,14 +319,14 @@ def test_a_stopped_worker_is_reported_within_the_timeout_and_the_workers_are_sto
         finally:
             with contextlib.suppress(ProcessLookupError):  # in case it was not killed
                 os.kill(pids[1], signal.SIGCONT)
-        assert split._pool is None and all(reaped(pid) for pid in pids)
+        assert not split.worker_pids() and all(reaped(pid) for pid in pids)
 
 
 def test_close_reaps_the_workers():
     model = build_model("relu", seed=0)
     data_parallel = DataParallel(model, 3)
     step(data_parallel, *batch("relu", 16))
-    pids = data_parallel._pool.pids
+    pids = data_parallel.worker_pids()
     data_parallel.close()
     assert all(reaped(pid) for pid in pids)
     data_parallel.close()  # twice is fine
@@ -340,7 +340,7 @@ from lenet5.models import build_model
 if __name__ == "__main__":
     split = DataParallel(build_model("relu"), 3)
     split.forward(np.zeros((16, 1, 32, 32), np.float32))
-    print(*split._pool.pids, flush=True)
+    print(*split.worker_pids(), flush=True)
     os._exit(0)  # dies without closing anything
 """
 

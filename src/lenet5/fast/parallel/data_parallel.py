@@ -201,6 +201,10 @@ class DataParallel:
     def eval(self) -> "DataParallel":
         return self.train(False)
 
+    def worker_pids(self) -> list[int]:
+        """The process ids of the running workers (none before the first split call)."""
+        return [] if self._pool is None else self._pool.pids
+
     def close(self, graceful: bool = True) -> None:
         """Stop the workers (a later call starts new ones)."""
         pool, self._pool, self._split = self._pool, None, None
