@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +42,25 @@ def test_train_prints_test_accuracy_and_writes_it(small_run):
     assert f"test accuracy: {metrics['test_accuracy'] * 100:.2f}%" in result.stdout
     assert metrics["test_accuracy"] > 0.8 and metrics["test_count"] == 500
     assert result.stdout.count("epoch ") == 3
+
+
+def test_resume_keeps_the_worker_count_it_was_saved_with(tmp_path, mnist_dir):
+    # Two processes round unlike one, so a resumed run goes on with the count it began with
+    # unless --workers says otherwise.
+    from lenet5.checkpoint import Checkpoint
+
+    run_dir = tmp_path / "run"
+    args = [*SMALL, "--train-limit", "400", "--validation", "100", "--test-limit", "100", "--out", run_dir,
+            "--data-dir", mnist_dir]
+    first = lenet5("train", *args, "--epochs", "1", "--workers", "2", check=True)
+    assert "2 processes" in first.stdout
+    assert Checkpoint(run_dir / "checkpoint.npz").config.workers == 2
+    resumed = lenet5("train", *args, "--epochs", "2", "--resume", check=True)
+    assert "resuming" in resumed.stdout and "(2 processes)" in resumed.stdout
+    assert Checkpoint(run_dir / "checkpoint.npz").config.workers == 2
+    again = lenet5("train", *args, "--epochs", "3", "--resume", "--workers", "1", check=True)
+    assert "(1 process)" in again.stdout
+    assert json.loads((run_dir / "model.json").read_text())["hyperparameters"]["workers"] == 1
 
 
 def test_evaluate_reports_every_class_and_the_confusion_matrix(small_run, mnist_dir):
@@ -96,6 +114,7 @@ def test_python_dash_m_and_version():
     (["summary", "--model", "nope"], ["unknown model 'nope'"], 1),
     (["evaluate", "/nonexistent/run"], ["/nonexistent/run: no such run directory"], 1),
     (["train", "--resume"], ["--resume needs --out"], 1),
+    (["train", "--resume", "--out", "/nonexistent/run"], ["cannot resume", "no checkpoint.npz"], 1),
     (["train", "--epochs", "0", "--out", "/tmp/never"], ["epochs must be a positive integer"], 1),
     (["data", "info", "--dataset", "nope"], ["unknown dataset 'nope'"], 1),
 ])
@@ -106,6 +125,8 @@ def test_error_paths_are_one_line_with_a_nonzero_exit(args, fragments, code):
 def test_bad_arguments_exit_2():
     result = lenet5("train", "--epochs", "many")
     assert result.returncode == 2 and "invalid int value" in result.stderr
+    result = lenet5("train", "--workers", "0")
+    assert result.returncode == 2 and "expected a positive integer or 'auto'" in result.stderr
 
 
 def test_run_directory_from_another_version_and_unreadable_images(small_run, tmp_path):

@@ -102,11 +102,11 @@ def test_the_page_renders_in_headless_chromium_with_every_image_loaded(report, t
 
 @pytest.mark.parametrize("name", ["tanh", "relu", "simple-cnn", "lenet5-1998"])
 def test_every_model_of_the_zoo_gets_a_report(name, tmp_path, mnist_dir):
-    from lenet5.models import build_model
+    from lenet5.models import build_model, get_spec
     from lenet5.serialization import save_model
 
     model = build_model(name, seed=0)
-    spec = model.spec
+    spec = get_spec(model.name)
     save_model(tmp_path / "model.npz", model, {
         "dataset": "mnist", "class_names": [str(i) for i in range(10)],
         "preprocessing": {"method": spec.preprocessing.method, "pad": spec.preprocessing.pad,

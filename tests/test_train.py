@@ -1,17 +1,26 @@
-"""The trainer: files of a run, determinism, resume, non-finite loss, bad settings."""
+"""The trainer: its step, the files of a run, determinism, resume, non-finite loss, bad settings."""
 
 import csv
+import io
 import json
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
 
-from lenet5.errors import Lenet5Error
-from lenet5.nn import parallel
+from lenet5.checkpoint import Checkpoint
+from lenet5.engine import make_engine
+from lenet5.errors import CheckpointError, Lenet5Error
+from lenet5.fast import DataParallel, FastModel
+from lenet5.models import build_model
+from lenet5.nn import Dropout, SoftmaxCrossEntropy
+from lenet5.recipe import TrainConfig, make_optimizer, make_schedule, seeds
+from lenet5.rundir import RunDirError, prepare_run_dir
 from lenet5.serialization import load_arrays, load_model
-from lenet5.train import DataSplits, Trainer, TrainConfig, TrainingError, prepare_run_dir
+from lenet5.splits import DataSplits
+from lenet5.trainer import Trainer, TrainingError
 
 
 def synthetic_splits(n_train=192, n_val=32, n_test=48, side=28, seed=0) -> DataSplits:
@@ -37,18 +46,37 @@ def small_config(**overrides) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-def run(tmp_path, name="run", splits=None, workers=1, **overrides):
+def make_trainer(run_dir, config, splits, engine=None, log_name="log.txt", **options) -> Trainer:
+    """What `lenet5 train` assembles: the model, its optimiser and the engine, then a Trainer."""
+    config = config.resolved()
+    model = build_model(config.model, seed=seeds(config).init)
+    optimizer = make_optimizer(config, model.parameters())
+    engine = engine(model) if engine else make_engine(model, config.workers)
+    return Trainer(model, optimizer, make_schedule(config), SoftmaxCrossEntropy(), engine, config=config,
+                   splits=splits, run_dir=run_dir, progress=False, log=open(run_dir / log_name, "w"), **options)
+
+
+@pytest.fixture
+def closing():
+    """Trainers whose engines the test closes at its end (DataParallel holds processes)."""
+    trainers = []
+    yield trainers.append
+    for trainer in trainers:
+        trainer.engine.close()
+
+
+def run(tmp_path, closing, name="run", splits=None, **overrides):
     run_dir = tmp_path / name
     prepare_run_dir(run_dir, resume=False, overwrite=False)
-    trainer = Trainer(small_config(**overrides), run_dir, splits or synthetic_splits(), progress=False,
-                      log=open(run_dir / "log.txt", "w"), workers=workers)
+    trainer = make_trainer(run_dir, small_config(**overrides), splits or synthetic_splits())
+    closing(trainer)
     trainer.fit()
-    metrics = trainer.finish(trainer.splits.class_names)
+    metrics = trainer.finish()
     return trainer, metrics, run_dir
 
 
-def test_a_run_writes_every_file_and_learns(tmp_path):
-    trainer, metrics, run_dir = run(tmp_path, epochs=4)
+def test_a_run_writes_every_file_and_learns(tmp_path, closing):
+    trainer, metrics, run_dir = run(tmp_path, closing, epochs=4)
     for name in ("model.npz", "model.json", "checkpoint.npz", "history.csv", "history.json", "metrics.json"):
         assert (run_dir / name).is_file(), name
     saved = json.loads((run_dir / "metrics.json").read_text())
@@ -59,38 +87,65 @@ def test_a_run_writes_every_file_and_learns(tmp_path):
     rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert json.loads((run_dir / "history.json").read_text()) == trainer.history
     model, metadata = load_model(run_dir)
     assert metadata["architecture"] == "lenet5" and metadata["metrics"]["test_accuracy"] == saved["test_accuracy"]
+    assert metadata["hyperparameters"]["workers"] == 1
     for name, value in trainer.model.state_dict().items():
         assert np.array_equal(model.state_dict()[name], value), name
 
 
-def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
-    first, metrics_a, _ = run(tmp_path, "a")
-    second, metrics_b, _ = run(tmp_path, "b")
+def test_the_step_is_forward_loss_backward_step_through_the_engine(tmp_path, closing):
+    calls = []
+
+    class Recording(FastModel):  # the trainer sees only the engine's interface
+        def forward(self, x):
+            calls.append(("forward", len(x)))
+            return super().forward(x)
+
+        def backward(self, dout, input_grad=True):
+            calls.append(("backward", dout.shape, input_grad))
+            return super().backward(dout, input_grad=input_grad)
+
+    run_dir = tmp_path / "recorded"
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = make_trainer(run_dir, small_config(epochs=1, validation=0), synthetic_splits(n_train=40),
+                           engine=Recording)
+    closing(trainer)
+    step = trainer.optimizer.step
+    trainer.optimizer.step = lambda: (calls.append(("step",)), step())
+    trainer.fit()
+    assert calls == [("forward", 32), ("backward", (32, 10), False), ("step",),
+                     ("forward", 8), ("backward", (8, 10), False), ("step",)]
+
+
+def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path, closing):
+    first, metrics_a, _ = run(tmp_path, closing, "a")
+    second, metrics_b, _ = run(tmp_path, closing, "b")
     for name, value in first.model.state_dict().items():
         assert np.array_equal(second.model.state_dict()[name], value), name
     strip = lambda history: [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
                              for row in history]
     assert strip(first.history) == strip(second.history)
     assert metrics_a["test_accuracy"] == metrics_b["test_accuracy"]
-    third, _, _ = run(tmp_path, "c", seed=8)
+    third, _, _ = run(tmp_path, closing, "c", seed=8)
     assert not np.array_equal(third.model.state_dict()["conv1.weight"], first.model.state_dict()["conv1.weight"])
 
 
 @pytest.mark.parametrize("interrupt_at_step, augment, workers", [(3, 0, 1), (6, 0, 1), (13, 0, 1), (4, 2, 1),
                                                                  (4, 0, 2), (13, 2, 2)])
-def test_resume_after_interrupt_is_bit_identical(tmp_path, interrupt_at_step, augment, workers):
+def test_resume_after_interrupt_is_bit_identical(tmp_path, closing, interrupt_at_step, augment, workers):
     # steps 3: mid-epoch; 6: an epoch boundary; 13: the last epoch; 4 with random shifts;
-    # and batches split over two processes
+    # and batches split over two processes. The model has two Dropout layers.
     splits = synthetic_splits()
-    reference, _, _ = run(tmp_path, "reference", splits=splits, optimizer="momentum", augment_shift=augment,
-                          workers=workers)
+    config = small_config(optimizer="momentum", augment_shift=augment, workers=workers)
+    reference, _, _ = run(tmp_path, closing, "reference", splits=splits, optimizer="momentum",
+                          augment_shift=augment, workers=workers)
 
     run_dir = tmp_path / "interrupted"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
-    config = small_config(optimizer="momentum", augment_shift=augment)
-    trainer = Trainer(config, run_dir, splits, progress=False, log=open(run_dir / "log", "w"), workers=workers)
+    trainer = make_trainer(run_dir, config, splits)
+    closing(trainer)
     original_step = trainer.optimizer.step
     calls = {"n": 0}
 
@@ -103,8 +158,14 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, interrupt_at_step, au
     trainer.optimizer.step = step_then_interrupt
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
-    resumed = Trainer(config, run_dir, splits, progress=False, log=open(run_dir / "log2", "w"), workers=workers)
+    checkpoint = Checkpoint(run_dir / "checkpoint.npz")
+    assert checkpoint.config.workers == workers
+    assert set(checkpoint.training["dropout_rng_states"]) == {
+        name for name, module in trainer.model.named_modules() if isinstance(module, Dropout)} != set()
+    resumed = make_trainer(run_dir, checkpoint.config, splits, log_name="log2")
+    closing(resumed)
     resumed.restore()
+    assert resumed.epoch * 6 + resumed.step == interrupt_at_step  # 6 batches an epoch
     resumed.fit()
     for name, value in reference.model.state_dict().items():
         assert np.array_equal(resumed.model.state_dict()[name], value), name
@@ -112,14 +173,21 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, interrupt_at_step, au
     assert resumed.optimizer.steps == reference.optimizer.steps
 
 
-@pytest.mark.skipif(not parallel.supported(), reason="data parallelism needs x86-64 Linux")
-def test_two_processes_train_as_one_does(tmp_path):
+def test_a_checkpoint_restores_only_into_the_model_it_was_saved_from(tmp_path, closing):
+    _, _, run_dir = run(tmp_path, closing, epochs=1)
+    other = make_trainer(run_dir, small_config(model="classic"), synthetic_splits(), log_name="log2")
+    closing(other)
+    with pytest.raises(CheckpointError, match="checkpoint is for model 'lenet5', not 'classic'"):
+        other.restore()
+
+
+def test_two_processes_train_as_one_does(tmp_path, closing):
     # Sums over two shares round differently from one process's, so the runs agree closely,
     # not bit for bit; 3 epochs of Adam on a BatchNorm and Dropout model.
     splits = synthetic_splits()
-    one, metrics_one, _ = run(tmp_path, "one", splits=splits)
-    two, metrics_two, _ = run(tmp_path, "two", splits=splits, workers=2)
-    assert two.parallel.world == 2
+    one, metrics_one, _ = run(tmp_path, closing, "one", splits=splits)
+    two, metrics_two, _ = run(tmp_path, closing, "two", splits=splits, workers=2)
+    assert isinstance(one.engine, FastModel) and isinstance(two.engine, DataParallel)
     for row_one, row_two in zip(one.history, two.history):
         assert row_two["loss"] == pytest.approx(row_one["loss"], rel=1e-3)
         assert row_two["accuracy"] == pytest.approx(row_one["accuracy"], abs=1 / 160)
@@ -128,12 +196,12 @@ def test_two_processes_train_as_one_does(tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path, workers):
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path, closing, workers):
     splits = synthetic_splits()
     run_dir = tmp_path / "nan"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
-    trainer = Trainer(small_config(epochs=3), run_dir, splits, progress=False, log=open(run_dir / "log", "w"),
-                      workers=workers)
+    trainer = make_trainer(run_dir, small_config(epochs=3, workers=workers), splits)
+    closing(trainer)
     trainer.fit()  # three good epochs, then poison the data of a fourth
     good = load_arrays(run_dir / "checkpoint.npz", kind="checkpoint")[0]
     trainer.config.epochs = 4
@@ -146,11 +214,11 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint
     assert all(np.array_equal(kept[k], good[k]) for k in good)
 
 
-def test_run_directory_is_never_mixed_up(tmp_path):
-    run(tmp_path, "done", epochs=1)
-    with pytest.raises(TrainingError, match="already holds a run"):
+def test_run_directory_is_never_mixed_up(tmp_path, closing):
+    run(tmp_path, closing, "done", epochs=1)
+    with pytest.raises(RunDirError, match="already holds a run"):
         prepare_run_dir(tmp_path / "done", resume=False, overwrite=False)
-    with pytest.raises(TrainingError, match="no checkpoint"):
+    with pytest.raises(RunDirError, match="no checkpoint"):
         prepare_run_dir(tmp_path / "empty", resume=True, overwrite=False)
     prepare_run_dir(tmp_path / "done", resume=False, overwrite=True)
     assert not (tmp_path / "done" / "model.npz").exists()
@@ -160,17 +228,66 @@ def test_run_directory_is_never_mixed_up(tmp_path):
     ("optimizer", "rmsprop", "unknown optimizer"), ("schedule", "warm", "unknown schedule"),
     ("epochs", 0, "epochs must be a positive integer"), ("lr", -1.0, "lr must be > 0"),
     ("model", "lenet7", "unknown model"), ("augment_shift", 20, "augment_shift must be an integer in 0..8"),
+    ("workers", 0, "workers must be a positive integer"),
 ])
 def test_bad_settings_are_one_line_errors(field, value, expected):
     with pytest.raises(Lenet5Error, match=expected):
         small_config(**{field: value}).resolved()
 
 
-def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp_path):
+def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp_path, closing):
     splits = synthetic_splits(n_train=70, n_test=37)
-    trainer, metrics, _ = run(tmp_path, splits=splits, epochs=1, batch_size=32)
+    trainer, metrics, _ = run(tmp_path, closing, splits=splits, epochs=1, batch_size=32)
     assert trainer.optimizer.steps == 3  # 32 + 32 + 6
     assert metrics["test_count"] == 37
+
+
+def test_each_epoch_draws_a_new_permutation_of_every_image(tmp_path, closing):
+    seen = []
+
+    class Recording(FastModel):
+        def forward(self, x):
+            if self.model.training:
+                seen.append(x[:, 0, 0, 0].copy())  # the noise in a corner tells the images apart
+            return super().forward(x)
+
+    splits = synthetic_splits(n_train=50)
+    run_dir = tmp_path / "perm"
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = make_trainer(run_dir, small_config(epochs=2, batch_size=16, augment_shift=0), splits,
+                           engine=Recording)
+    closing(trainer)
+    trainer.fit()
+    first, second = np.concatenate(seen[:4]), np.concatenate(seen[4:])
+    assert sorted(first) == sorted(second) == sorted(splits.x_train[:, 0, 0, 0])  # each image once per epoch
+    assert not np.array_equal(first, second) and not np.array_equal(first, splits.x_train[:, 0, 0, 0])
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_progress_bar_on_a_terminal_only_and_none_without_tqdm(tmp_path, closing, monkeypatch):
+    pytest.importorskip("tqdm")
+    splits = synthetic_splits(n_train=64)
+    for name, tqdm_missing in (("bar", False), ("no-tqdm", True)):
+        run_dir = tmp_path / name
+        prepare_run_dir(run_dir, resume=False, overwrite=False)
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        if tqdm_missing:
+            monkeypatch.setitem(sys.modules, "tqdm", None)  # `import tqdm` raises ModuleNotFoundError
+        trainer = make_trainer(run_dir, small_config(epochs=1), splits)
+        trainer.progress = True
+        closing(trainer)
+        trainer.fit()
+        monkeypatch.undo()
+        if tqdm_missing:
+            assert terminal.getvalue() == ""
+        else:
+            assert "epoch 1/1:" in terminal.getvalue() and "/2 [" in terminal.getvalue()
+        assert "epoch  1/1  loss" in (run_dir / "log.txt").read_text()
 
 
 def test_random_shifts_move_each_image_and_pad_with_background():

@@ -21,7 +21,7 @@ def _registrars() -> list[Registrar]:
     from .data import commands as data_commands
 
     registrars: list[Registrar] = [data_commands.register]
-    for module_name in ("lenet5.commands",):
+    for module_name in ("lenet5.commands", "lenet5.report"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as error:

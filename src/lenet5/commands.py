@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,6 @@ from .models import MODELS, get_spec
 
 
 def register(subparsers) -> None:
-    from .report import register as register_report
-
     _register_train(subparsers)
     parser = subparsers.add_parser("evaluate", help="evaluate a trained run on its test set")
     parser.add_argument("run_dir", type=Path, help="a run directory written by `lenet5 train`")
@@ -43,20 +39,22 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-6)
     parser.set_defaults(handler=gradcheck_command)
-    register_report(subparsers)
 
 
 def _register_train(subparsers) -> None:
+    from .engine import AUTO_WORKERS_MAX
+    from .recipe import OPTIMIZERS, SCHEDULES
+
     parser = subparsers.add_parser("train", help="train a model and report its test accuracy")
     parser.add_argument("--model", default="lenet5", help=f"one of: {', '.join(MODELS)} (lenet5)")
     parser.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (mnist)")
     parser.add_argument("--epochs", type=int, help="passes over the training set (model default)")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam", "adamw"))
+    parser.add_argument("--optimizer", choices=OPTIMIZERS)
     parser.add_argument("--lr", type=float, help="learning rate (model default)")
     parser.add_argument("--momentum", type=float)
     parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--schedule", choices=("constant", "step", "exponential", "cosine", "lecun1998"))
+    parser.add_argument("--schedule", choices=SCHEDULES)
     parser.add_argument("--augment-shift", type=int, metavar="PIXELS",
                         help="random translations of up to PIXELS while training (model default)")
     parser.add_argument("--validation", type=int, default=5000, help="training images held out (5000)")
@@ -68,20 +66,18 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--train-limit", type=int, help="train on the first N images only")
     parser.add_argument("--test-limit", type=int, help="test on the first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--workers", type=_workers, default="auto", metavar="N",
-                        help="processes each batch is split over, one per core; 'auto': "
-                             f"the cores this process may use, at most {AUTO_WORKERS_MAX} (auto)")
+    parser.add_argument("--workers", type=_workers, metavar="N",
+                        help="processes each batch is split over, one per core; 'auto': the cores this "
+                             f"process may use, at most {AUTO_WORKERS_MAX} (auto; with --resume, the "
+                             "count the run was saved with)")
     parser.set_defaults(handler=train_command)
 
 
-# The most processes measured (benchmarks/bench.py, on a 2-core machine); beyond it is untested.
-AUTO_WORKERS_MAX = 2
-
-
 def _workers(text: str) -> int:
+    from .engine import auto_workers
+
     if text == "auto":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, min(cores, AUTO_WORKERS_MAX))
+        return auto_workers()
     try:
         value = int(text)
     except ValueError:
@@ -92,80 +88,79 @@ def _workers(text: str) -> int:
 
 
 def train_command(args) -> int:
-    from .serialization import load_arrays
-    from .train import Trainer, TrainConfig, TrainingError, load_splits, prepare_run_dir
+    """Build the model, its optimiser and the engine that runs it; hand them to a Trainer."""
+    from .checkpoint import Checkpoint
+    from .engine import auto_workers, make_engine
+    from .models import build_model
+    from .nn import SoftmaxCrossEntropy
+    from .recipe import TrainConfig, make_optimizer, make_schedule, seeds
+    from .rundir import CHECKPOINT, prepare_run_dir
+    from .splits import load_splits
+    from .trainer import Trainer
 
     if args.resume:
         if args.out is None:
-            raise TrainingError("--resume needs --out RUN_DIR, the run to continue")
+            raise Lenet5Error("--resume needs --out RUN_DIR, the run to continue")
         prepare_run_dir(args.out, resume=True, overwrite=False)
-        _, metadata = load_arrays(args.out / "checkpoint.npz", kind="checkpoint")
-        saved = metadata["hyperparameters"]
-        config = TrainConfig(**{f.name: saved[f.name] for f in fields(TrainConfig) if f.name in saved})
+        config = Checkpoint(args.out / CHECKPOINT).config
         if args.epochs is not None:
             config.epochs = args.epochs
+        if args.workers is not None:  # else the count it was saved with: 2 processes round unlike 1
+            config.workers = args.workers
+        config = config.resolved()
     else:
-        get_spec(args.model)
         config = TrainConfig(
             model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
             schedule=args.schedule, augment_shift=args.augment_shift, validation=args.validation, seed=args.seed,
             train_limit=args.train_limit, test_limit=args.test_limit,
-        )
-        config.resolved()  # reject bad settings before any data is loaded
+            workers=args.workers if args.workers is not None else auto_workers(),
+        ).resolved()  # bad settings are rejected before any data is loaded
         if args.out is None:
             args.out = Path("runs") / f"{args.model}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)
     splits = load_splits(config, data_dir=args.data_dir)
-    trainer = Trainer(config, args.out, splits, progress=not args.no_progress, workers=args.workers)
-    if args.resume:
-        trainer.restore()
-        print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step}", flush=True)
-    else:
-        c = trainer.config
-        print(f"training {c.model} on {c.dataset}: {len(splits.x_train):,} images "
-              f"({len(splits.x_val):,} held out for validation), {c.epochs} epochs, batch {c.batch_size}, "
-              f"{c.optimizer} lr {c.lr:g} ({c.schedule}), seed {c.seed}, "
-              f"{trainer.parallel.world} process{'es' if trainer.parallel.world > 1 else ''}", flush=True)
+    model = build_model(config.model, seed=seeds(config).init)
+    optimizer = make_optimizer(config, model.parameters())
+    engine = make_engine(model, config.workers)
     try:
-        trainer.fit()
-    except KeyboardInterrupt:
-        return 130
-    metrics = trainer.finish(splits.class_names)
+        trainer = Trainer(model, optimizer, make_schedule(config), SoftmaxCrossEntropy(), engine,
+                          config=config, splits=splits, run_dir=args.out, progress=not args.no_progress)
+        processes = f"{config.workers} process{'es' if config.workers > 1 else ''}"
+        if args.resume:
+            trainer.restore()
+            print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step} ({processes})", flush=True)
+        else:
+            print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images "
+                  f"({len(splits.x_val):,} held out for validation), {config.epochs} epochs, "
+                  f"batch {config.batch_size}, {config.optimizer} lr {config.lr:g} ({config.schedule}), "
+                  f"seed {config.seed}, {processes}", flush=True)
+        try:
+            trainer.fit()
+        except KeyboardInterrupt:
+            return 130
+        metrics = trainer.finish()
+    finally:
+        engine.close()
     print(f"run saved in {args.out}")
     print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f}% "
           f"({metrics['test_count']:,} test images, error rate {metrics['test_error_rate'] * 100:.2f}%)")
     return 0
 
 
-def _load_run(run_dir: Path):
-    from .serialization import load_model
-
-    if not run_dir.exists():
-        raise Lenet5Error(f"{run_dir}: no such run directory")
-    if not (run_dir / "model.npz").is_file():
-        hint = " (it has a checkpoint: finish it with `lenet5 train --out DIR --resume`)" \
-            if (run_dir / "checkpoint.npz").is_file() else ""
-        raise Lenet5Error(f"{run_dir}: no model.npz, not a finished lenet5 run{hint}")
-    return load_model(run_dir)
-
-
-def preprocess_like(images_uint8: np.ndarray, metadata: dict) -> np.ndarray:
-    from .data import preprocess
-
-    prep = metadata["preprocessing"]
-    return preprocess(images_uint8, method=prep["method"], pad=prep["pad"],
-                      mean=prep.get("mean"), std=prep.get("std"))
-
-
 def evaluate_command(args) -> int:
     from .data import load_dataset
+    from .engine import make_engine
     from .evaluation import evaluate, format_report
+    from .rundir import load_run, preprocess_like
 
-    model, metadata = _load_run(args.run_dir)
+    model, metadata = load_run(args.run_dir)
     dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=args.data_dir)
-    x = preprocess_like(dataset.test_images, metadata)
-    metrics = evaluate(model, x, dataset.test_labels)
+    engine = make_engine(model)
+    try:
+        metrics = evaluate(engine, preprocess_like(dataset.test_images, metadata), dataset.test_labels)
+    finally:
+        engine.close()
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -175,9 +170,11 @@ def evaluate_command(args) -> int:
 
 
 def predict_command(args) -> int:
+    from .evaluation import predict_proba
     from .image import load_digit
+    from .rundir import load_run, preprocess_like
 
-    model, metadata = _load_run(args.run_dir)
+    model, metadata = load_run(args.run_dir)
     names = metadata.get("class_names") or [str(i) for i in range(10)]
     failures = 0
     for path in args.images:
@@ -187,7 +184,7 @@ def predict_command(args) -> int:
             print(f"lenet5: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        probabilities = model.predict_proba(preprocess_like(digit[None], metadata))[0]
+        probabilities = predict_proba(model, preprocess_like(digit[None], metadata))[0]
         best = np.argsort(probabilities)[::-1][: max(1, args.top)]
         ranked = "  ".join(f"{names[i]} {probabilities[i] * 100:5.1f}%" for i in best)
         print(f"{path}: {names[best[0]]}   ({ranked})")

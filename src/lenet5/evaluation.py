@@ -1,4 +1,8 @@
-"""Evaluation on every sample: accuracy, error rate, loss, per-class accuracy, confusion."""
+"""Evaluation on every sample: accuracy, error rate, loss, per-class accuracy, confusion.
+
+`model` is anything with `predict_logits(images, batch_size)`: a reference `Sequential`, or
+the `FastModel` / `DataParallel` that runs one.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,13 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64
         "per_class_accuracy": [float(v) for v in per_class],
         "confusion_matrix": confusion.tolist(),
     }
+
+
+def predict_proba(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (N, K): the softmax of `model.predict_logits` (eval mode)."""
+    logits = model.predict_logits(images, batch_size)
+    exps = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exps / exps.sum(axis=1, keepdims=True)
 
 
 def format_report(metrics: dict, class_names: list[str]) -> str:

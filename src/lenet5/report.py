@@ -110,15 +110,14 @@ def plot_filters(weight: np.ndarray, title: str, path: Path) -> Path:
 def feature_maps(model, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(layer name, activation (C, H, W)) after every convolution and pooling stage for one image."""
     from .nn import AvgPool2D, Conv2D, MaxPool2D, Subsampling
-    from .nn.layout import to_batch_first, to_batch_last
 
     model.eval()
     stages = []
-    current = to_batch_last(np.asarray(x, np.float32))
+    current = np.asarray(x, np.float32)
     for name, layer in zip(model.layer_names, model.layers):
-        current = layer._forward(current)
+        current = layer.forward(current)
         if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D, Subsampling)):
-            stages.append((f"{name} ({type(layer).__name__})", np.array(to_batch_first(current))[0]))
+            stages.append((f"{name} ({type(layer).__name__})", np.array(current[0])))
     return stages
 
 
@@ -161,19 +160,15 @@ def plot_confident_errors(images, labels, predictions, confidences, class_names,
 
 def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
     """Write RUN_DIR/report/*.png and index.html; returns the page's path."""
-    from .commands import preprocess_like
     from .data import load_dataset
-    from .evaluation import evaluate
+    from .engine import make_engine
+    from .evaluation import evaluate, predict_proba
     from .nn import Conv2D
-    from .serialization import load_model
+    from .rundir import load_run, preprocess_like
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise Lenet5Error(f"{run_dir}: no such run directory")
-    if not (run_dir / "model.npz").is_file():
-        raise Lenet5Error(f"{run_dir}: no model.npz, so no report (finish the run with `lenet5 train --resume`)")
     started = time.perf_counter()
-    model, metadata = load_model(run_dir)
+    model, metadata = load_run(run_dir)
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=data_dir)
@@ -181,8 +176,12 @@ def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
     x_test = preprocess_like(dataset.test_images, metadata)
     if not 0 <= index < len(x_test):
         raise Lenet5Error(f"--index {index} is outside the test set (0..{len(x_test) - 1})")
-    metrics = evaluate(model, x_test, dataset.test_labels)
-    probabilities = model.predict_proba(x_test)
+    engine = make_engine(model)
+    try:
+        metrics = evaluate(engine, x_test, dataset.test_labels)
+        probabilities = predict_proba(engine, x_test)
+    finally:
+        engine.close()
     predictions = probabilities.argmax(axis=1)
     pictures: list[tuple[str, Path]] = []
 
@@ -267,10 +266,10 @@ def register(subparsers) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--index", type=int, default=0, help="test image shown in the feature maps (0)")
     parser.add_argument("--data-dir", type=Path)
-    parser.set_defaults(handler=lambda args: _report_command(args))
+    parser.set_defaults(handler=report_command)
 
 
-def _report_command(args) -> int:
+def report_command(args) -> int:
     page = make_report(args.run_dir, index=args.index, data_dir=args.data_dir)
     print(f"report written: {page}")
     return 0

@@ -408,3 +408,18 @@ def test_workers_must_be_a_positive_integer(workers):
 def test_timeout_must_be_a_positive_number(timeout):
     with pytest.raises(ValueError, match=r"^DataParallel: timeout must be a positive number of seconds"):
         DataParallel(build_model("relu"), 2, timeout=timeout)
+
+
+def test_shared_memory_that_cannot_be_allocated_is_a_one_line_parallel_error(monkeypatch):
+    import errno
+
+    from lenet5.fast.parallel import pool
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pool, "Channels", full)
+    model = build_model("relu", seed=0)
+    with DataParallel(model, workers=2) as data_parallel:
+        with pytest.raises(ParallelError, match="cannot allocate shared memory.*No space left.*--workers 1"):
+            data_parallel.forward(np.zeros((8, 1, 32, 32), np.float32))

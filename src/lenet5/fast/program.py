@@ -90,11 +90,16 @@ class FastModel:
         """Batch-first in, batch-first out. The input is copied once into batch-last order so
         that every step reads contiguous memory: im2col on the strided view of an NCHW batch
         took 4.4 of the relu model's 10.4 s per epoch (measured by benchmarks/bench.py)."""
-        self._run = fuse(self.steps) if self.fused else self.steps
+        self._run = self.training_steps()
         h = np.ascontiguousarray(to_batch_last(as_float(x)))
         for step in self._run:
             h = step.forward(h)
         return to_batch_first(h)
+
+    def training_steps(self) -> list:
+        """The steps a forward pass runs now: with `fused`, each training-mode BatchNorm2D →
+        MaxPool2D (→ ReLU) as one step (decided anew each pass, from the layers' modes)."""
+        return fuse(self.steps) if self.fused else self.steps
 
     def backward(self, dout, input_grad: bool = True):
         """Backpropagate `dout` (batch-first), adding to every parameter's `grad`.

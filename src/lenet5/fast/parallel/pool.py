@@ -75,7 +75,11 @@ class WorkerPool:
         self.world, self.timeout, self.capacity = world, timeout, capacity
         self.state = ModelState(model)
         payload = self.state.layout(world) + capacity.layout(world) + [("call", (record_length(world),), np.int64)]
-        self.channels = Channels(context, world, payload)
+        try:
+            self.channels = Channels(context, world, payload)
+        except OSError as error:  # a full /dev/shm or temporary directory, a file-size limit
+            raise ParallelError(f"cannot allocate shared memory for the data-parallel workers: "
+                                f"{error.strerror or error}; run with one process (--workers 1)") from None
         self.memory = self.channels.memory
         self.processes = [context.Process(target=serve, args=(rank, self.channels, model), daemon=True,
                                           name=f"lenet5-worker-{rank}") for rank in range(1, world)]
