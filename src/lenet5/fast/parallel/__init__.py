@@ -22,7 +22,7 @@ the optimiser updates; ranks 1 … W − 1 are spawned workers, each with a copy
 How the processes signal: semaphores (multiprocessing's, portable to any OS and CPU),
 never a flag in shared memory read in a loop, whose writes a CPU may reorder. A step makes
 about a dozen exchanges, and waking a blocked process costs tens of microseconds, so a
-waiter polls `acquire(False)` for a few hundred microseconds before it blocks (waiting.py).
+waiter polls `acquire(False)` for up to 2 ms before it blocks (waiting.py).
 Every wait is bounded: rank 0 checks the workers' exit codes between slices of its waits
 and gives up after `timeout` seconds, naming the worker; a worker checks that rank 0 lives.
 

@@ -109,8 +109,10 @@ class WorkerPool:
         return typed(self.memory["outputs"][rank - 1], shape, dtype).copy()
 
     def post(self, call: Call) -> None:
-        """Send the model's state and `call` to every worker."""
-        self.state.send(self.memory)
+        """Send `call` to every worker, with the model's state unless it is a backward pass
+        (which runs on the state its forward pass was sent)."""
+        if call.kind != calls.BACKWARD:
+            self.state.send(self.memory)
         call.write(self.memory["call"])
         for rank in range(1, self.world):
             self.channels.calls[rank].release()
