@@ -170,7 +170,6 @@ def evaluate_command(args) -> int:
 
 
 def predict_command(args) -> int:
-    from .evaluation import predict_proba
     from .image import load_digit
     from .rundir import load_run, preprocess_like
 
@@ -184,7 +183,7 @@ def predict_command(args) -> int:
             print(f"lenet5: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        probabilities = predict_proba(model, preprocess_like(digit[None], metadata))[0]
+        probabilities = model.predict_proba(preprocess_like(digit[None], metadata))[0]
         best = np.argsort(probabilities)[::-1][: max(1, args.top)]
         ranked = "  ".join(f"{names[i]} {probabilities[i] * 100:5.1f}%" for i in best)
         print(f"{path}: {names[best[0]]}   ({ranked})")

@@ -39,13 +39,6 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64
     }
 
 
-def predict_proba(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities (N, K): the softmax of `model.predict_logits` (eval mode)."""
-    logits = model.predict_logits(images, batch_size)
-    exps = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exps / exps.sum(axis=1, keepdims=True)
-
-
 def format_report(metrics: dict, class_names: list[str]) -> str:
     """The evaluation as text: headline numbers, per-class accuracy, confusion matrix."""
     lines = [

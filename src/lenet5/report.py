@@ -162,7 +162,7 @@ def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
     """Write RUN_DIR/report/*.png and index.html; returns the page's path."""
     from .data import load_dataset
     from .engine import make_engine
-    from .evaluation import evaluate, predict_proba
+    from .evaluation import evaluate
     from .nn import Conv2D
     from .rundir import load_run, preprocess_like
 
@@ -179,7 +179,7 @@ def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
     engine = make_engine(model)
     try:
         metrics = evaluate(engine, x_test, dataset.test_labels)
-        probabilities = predict_proba(engine, x_test)
+        probabilities = engine.predict_proba(x_test)
     finally:
         engine.close()
     predictions = probabilities.argmax(axis=1)

@@ -24,6 +24,7 @@ from ..nn import (
     Sequential, Sigmoid, Softmax, Subsampling, Tanh,
 )
 from ..nn.checks import as_float
+from ..nn.predicting import Predicting, evaluating
 from .conv import ConvStep
 from .dense import DenseStep, FlattenStep
 from .dropout import DropoutStep, draw_keep_mask
@@ -52,7 +53,7 @@ def leaf_layers(model) -> list:
     return [model]
 
 
-class FastModel:
+class FastModel(Predicting):
     """Runs a reference model with the fast engine; see the module docstring.
 
     Args:
@@ -125,11 +126,9 @@ class FastModel:
 
         The default batch of 64 keeps the arrays passed between layers close to the CPU's
         caches (C1's output is 1.2 MB at 64); `benchmarks/bench.py` times batches of 64,
-        256 and 1000. Each module's own mode is put back after: training may go on.
+        256 and 1000. The model's modes are put back after: training may go on.
         """
-        modes = [(module, module.training) for module in self.model.modules()]
-        self.model.eval()
-        try:
+        with evaluating(self.model):
             layers = leaf_layers(self.model)
             steps = [self.compile(layer) for layer in inference_layers(layers)] if self.plan else self.steps
             chunks = []
@@ -138,21 +137,7 @@ class FastModel:
                 for step in steps:
                     h = step.forward(h)
                 chunks.append(np.array(to_batch_first(h)))
-        finally:
-            for module, mode in modes:
-                module.training = mode
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-
-    def predict(self, x, batch_size: int = 64) -> np.ndarray:
-        """The most probable class of each sample, (N,) int64."""
-        return self.predict_logits(x, batch_size).argmax(axis=1).astype(np.int64)
-
-    def accuracy(self, x, labels, batch_size: int = 64) -> float:
-        """The fraction of samples whose predicted class equals the label (one-hot accepted)."""
-        labels = np.asarray(labels)
-        if labels.ndim == 2:
-            labels = labels.argmax(axis=1)
-        return float((self.predict(x, batch_size) == labels).mean())
 
     # -- what a trainer or strategy needs of it ---------------------------------------------
     def dropout_layers(self, sample_shape) -> list[tuple[Dropout, tuple]]:

@@ -9,9 +9,10 @@ import numpy as np
 
 from .checks import as_float
 from .module import Module
+from .predicting import Predicting, evaluating
 
 
-class Sequential(Module):
+class Sequential(Module, Predicting):
     """Layers run one after another; backward runs them in reverse.
 
     Args:
@@ -76,34 +77,12 @@ class Sequential(Module):
         return input_shape
 
     # -- using a trained model -----------------------------------------------------------
-    def predict_proba(self, x, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (N, K) of the eval-mode model (the model's mode is unchanged)."""
-        logits = self.predict_logits(x, batch_size)
-        exps = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exps / exps.sum(axis=1, keepdims=True)
-
     def predict_logits(self, x, batch_size: int = 64) -> np.ndarray:
-        """Logits (N, K) of the eval-mode model, `batch_size` samples at a time; each
-        module's own mode is put back after, so training may go on right after."""
-        modes = [(module, module.training) for module in self.modules()]
-        self.eval()
-        try:
+        """Logits (N, K) of the eval-mode model, `batch_size` samples at a time; the model's
+        modes are put back after."""
+        with evaluating(self):
             chunks = [self.forward(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
-        finally:
-            for module, mode in modes:
-                module.training = mode
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-
-    def predict(self, x, batch_size: int = 64) -> np.ndarray:
-        """The most probable class of each sample, (N,) int64."""
-        return self.predict_logits(x, batch_size).argmax(axis=1).astype(np.int64)
-
-    def accuracy(self, x, labels, batch_size: int = 64) -> float:
-        """The fraction of samples whose predicted class equals the label (one-hot accepted)."""
-        labels = np.asarray(labels)
-        if labels.ndim == 2:
-            labels = labels.argmax(axis=1)
-        return float((self.predict(x, batch_size) == labels).mean())
 
     # -- inspection ----------------------------------------------------------------------
     def summary(self, input_shape=None, print_fn: Callable[[str], None] | None = print) -> str:

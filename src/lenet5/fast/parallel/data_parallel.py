@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 
 from ...nn.checks import as_float
+from ...nn.predicting import Predicting
 from ..program import FastModel
 from ..threads import blas_threads
 from . import calls
@@ -21,7 +22,7 @@ SHARE_BYTES = 4 * 2**20  # each worker's input area, and its output area
 MASK_BYTES = 2**18  # the Dropout masks
 
 
-class DataParallel:
+class DataParallel(Predicting):
     """Runs `model` as FastModel does, with each batch split over `workers` processes.
 
     Args:
@@ -143,17 +144,6 @@ class DataParallel:
             pool.wait_answers()
             chunks.append(self._gather(pool, logits, shares))
         return np.concatenate(chunks)
-
-    def predict(self, x, batch_size: int = 64) -> np.ndarray:
-        """The most probable class of each sample, (N,) int64."""
-        return self.predict_logits(x, batch_size).argmax(axis=1).astype(np.int64)
-
-    def accuracy(self, x, labels, batch_size: int = 64) -> float:
-        """The fraction of samples whose predicted class equals the label (one-hot accepted)."""
-        labels = np.asarray(labels)
-        if labels.ndim == 2:
-            labels = labels.argmax(axis=1)
-        return float((self.predict(x, batch_size) == labels).mean())
 
     # -- the group ------------------------------------------------------------------------
     def _ready(self, needed: Capacity) -> WorkerPool:
