@@ -5,8 +5,8 @@ waiting for a peer a few microseconds away, and a worker waits for the next call
 0 computes the loss, steps the optimiser and cuts the next batch (a few hundred
 microseconds). A blocked process takes tens of microseconds to be woken (about 60 µs here,
 against 3 µs for a polled round trip), so a waiter first tries `acquire(False)` for
-POLL_SECONDS, which costs a core only that long (2 ms against 0.3 ms: lenet5's training step
-at batch 64, 4.46 against 4.69 ms, measured with two alternating runs each). Then it blocks, in
+POLL_SECONDS, which costs a core only that long. 2 ms outlasts the gap between two calls of
+a training step; 0.3 ms did not, and a worker then slept through each gap. Then it blocks, in
 slices of at most `slice_seconds`, and between slices calls `check`, which raises (or exits)
 when the peer it waits for can no longer answer. A semaphore's acquire, unlike a read of a
 shared counter, also orders memory: what the releasing process wrote before `release()` is
