@@ -115,7 +115,7 @@ def test_python_dash_m_and_version():
     (["evaluate", "/nonexistent/run"], ["/nonexistent/run: no such run directory"], 1),
     (["train", "--resume"], ["--resume needs --out"], 1),
     (["train", "--resume", "--out", "/nonexistent/run"], ["cannot resume", "no checkpoint.npz"], 1),
-    (["train", "--epochs", "0", "--out", "/tmp/never"], ["epochs must be a positive integer"], 1),
+    (["train", "--epochs", "0", "--out", "/tmp/never"], ["argument --epochs: expected a positive integer"], 2),
     (["data", "info", "--dataset", "nope"], ["unknown dataset 'nope'"], 1),
 ])
 def test_error_paths_are_one_line_with_a_nonzero_exit(args, fragments, code):
@@ -124,9 +124,9 @@ def test_error_paths_are_one_line_with_a_nonzero_exit(args, fragments, code):
 
 def test_bad_arguments_exit_2():
     result = lenet5("train", "--epochs", "many")
-    assert result.returncode == 2 and "invalid int value" in result.stderr
+    assert result.returncode == 2 and "expected a positive integer, found 'many'" in result.stderr
     result = lenet5("train", "--workers", "0")
-    assert result.returncode == 2 and "expected a positive integer or 'auto'" in result.stderr
+    assert result.returncode == 2 and "expected 'auto' or an integer in 1.." in result.stderr
 
 
 def test_run_directory_from_another_version_and_unreadable_images(small_run, tmp_path):

@@ -32,10 +32,18 @@ def _registrars() -> list[Registrar]:
     return registrars
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported in one line (the usage is one --help away), as
+    every other error of the command line is. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lenet5", description="LeNet-5 from scratch in NumPy: train, evaluate, predict."
     )
     parser.add_argument("--version", action="version", version=f"lenet5 {__version__}")

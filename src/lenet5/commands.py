@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .arguments import (
+    directory_path, momentum, non_negative_float, non_negative_int, positive_float, positive_int, seed,
+    shift_pixels, worker_count,
+)
 from .errors import Lenet5Error
 from .models import MODELS, get_spec
 
@@ -34,10 +38,10 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser("gradcheck", help="check a model's backward pass by finite differences")
     parser.add_argument("--model", default="lenet5", help=f"one of: {', '.join(MODELS)}")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--entries", type=int, default=10, help="entries checked per parameter array")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tolerance", type=float, default=1e-6)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--entries", type=positive_int, default=10, help="entries checked per parameter array")
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--tolerance", type=positive_float, default=1e-6)
     parser.set_defaults(handler=gradcheck_command)
 
 
@@ -48,43 +52,29 @@ def _register_train(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a model and report its test accuracy")
     parser.add_argument("--model", default="lenet5", help=f"one of: {', '.join(MODELS)} (lenet5)")
     parser.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (mnist)")
-    parser.add_argument("--epochs", type=int, help="passes over the training set (model default)")
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--epochs", type=positive_int, help="passes over the training set (model default)")
+    parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--optimizer", choices=OPTIMIZERS)
-    parser.add_argument("--lr", type=float, help="learning rate (model default)")
-    parser.add_argument("--momentum", type=float)
-    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--lr", type=positive_float, help="learning rate (model default)")
+    parser.add_argument("--momentum", type=momentum, help="in [0, 1) (0.9 for momentum and nesterov)")
+    parser.add_argument("--weight-decay", type=non_negative_float)
     parser.add_argument("--schedule", choices=SCHEDULES)
-    parser.add_argument("--augment-shift", type=int, metavar="PIXELS",
+    parser.add_argument("--augment-shift", type=shift_pixels, metavar="PIXELS",
                         help="random translations of up to PIXELS while training (model default)")
-    parser.add_argument("--validation", type=int, default=5000, help="training images held out (5000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="run directory (runs/<model>-<dataset>-<time>)")
+    parser.add_argument("--validation", type=non_negative_int, default=5000, help="training images held out (5000)")
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--out", type=directory_path, help="run directory (runs/<model>-<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     parser.add_argument("--data-dir", type=Path, help="directory with the dataset's IDX files")
-    parser.add_argument("--train-limit", type=int, help="train on the first N images only")
-    parser.add_argument("--test-limit", type=int, help="test on the first N images only")
+    parser.add_argument("--train-limit", type=positive_int, help="train on the first N images only")
+    parser.add_argument("--test-limit", type=positive_int, help="test on the first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--workers", type=_workers, metavar="N",
+    parser.add_argument("--workers", type=worker_count, metavar="N",
                         help="processes each batch is split over, one per core; 'auto': the cores this "
                              f"process may use, at most {AUTO_WORKERS_MAX} (auto; with --resume, the "
                              "count the run was saved with)")
     parser.set_defaults(handler=train_command)
-
-
-def _workers(text: str) -> int:
-    from .engine import auto_workers
-
-    if text == "auto":
-        return auto_workers()
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', found {text!r}")
-    return value
 
 
 def train_command(args) -> int:

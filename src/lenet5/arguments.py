@@ -1,0 +1,71 @@
+"""Argument types for the command line: each checks a value when it is parsed, so a bad one
+is refused before anything runs, in argparse's one line naming the option and what it allows.
+
+    parser.add_argument("--lr", type=positive_float)
+    # lenet5 train: error: argument --lr: expected a positive number, found '-1'
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+SEED_LIMIT = 2**63  # numpy's SeedSequence takes any non-negative int; this keeps it an int64
+
+
+def _number(text: str, kind, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, found {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, found {text!r}")
+    return value
+
+
+def _checked(kind, what: str, allowed):
+    def parse(text: str):
+        value = _number(text, kind, what)
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, found {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+positive_int = _checked(int, "a positive integer", lambda v: v >= 1)
+non_negative_int = _checked(int, "an integer >= 0", lambda v: v >= 0)
+seed = _checked(int, f"an integer in 0..{SEED_LIMIT - 1}", lambda v: 0 <= v < SEED_LIMIT)
+shift_pixels = _checked(int, "an integer in 0..8 (pixels)", lambda v: 0 <= v <= 8)
+positive_float = _checked(float, "a positive number", lambda v: v > 0)
+non_negative_float = _checked(float, "a number >= 0", lambda v: v >= 0)
+momentum = _checked(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def directory_path(text: str) -> Path:
+    """A path that is not empty (an empty --out would write into the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a directory path, found {text!r}")
+    return Path(text)
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def worker_count(text: str) -> int:
+    """'auto', or a number of processes from 1 to the usable cores (at least 2, so a
+    two-process run can be repeated on a one-core machine)."""
+    from .engine import auto_workers
+
+    if text == "auto":
+        return auto_workers()
+    most = max(2, usable_cores())
+    value = _number(text, int, f"'auto' or an integer in 1..{most}") if text.strip().lstrip("-").isdigit() else None
+    if value is None or not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer in 1..{most} (the usable cores), "
+                                         f"found {text!r}")
+    return value

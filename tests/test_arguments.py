@@ -1,0 +1,52 @@
+"""The command line refuses a bad value when it parses it: exit code 2, one line on stderr
+naming the option and what it allows, no traceback, nothing run."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lenet5.arguments import usable_cores
+
+MOST_WORKERS = max(2, usable_cores())
+
+
+@pytest.mark.parametrize("command, option, value, allowed", [
+    ("train", "--seed", "-1", "an integer in 0.."),
+    ("train", "--seed", "1.5", "an integer in 0.."),
+    ("train", "--momentum", "1", "a number in [0, 1)"),
+    ("train", "--momentum", "-0.1", "a number in [0, 1)"),
+    ("train", "--weight-decay", "nan", "a number >= 0"),
+    ("train", "--weight-decay", "-1e-4", "a number >= 0"),
+    ("train", "--lr", "0", "a positive number"),
+    ("train", "--lr", "inf", "a positive number"),
+    ("train", "--epochs", "0", "a positive integer"),
+    ("train", "--batch-size", "-8", "a positive integer"),
+    ("train", "--train-limit", "0", "a positive integer"),
+    ("train", "--test-limit", "-5", "a positive integer"),
+    ("train", "--validation", "-1", "an integer >= 0"),
+    ("train", "--augment-shift", "9", "an integer in 0..8"),
+    ("train", "--workers", "1000", f"an integer in 1..{MOST_WORKERS}"),
+    ("train", "--workers", "0", f"an integer in 1..{MOST_WORKERS}"),
+    ("train", "--workers", "two", f"an integer in 1..{MOST_WORKERS}"),
+    ("train", "--out", "", "a directory path"),
+    ("gradcheck", "--entries", "0", "a positive integer"),
+    ("gradcheck", "--batch-size", "-2", "a positive integer"),
+    ("gradcheck", "--tolerance", "0", "a positive number"),
+])
+def test_a_bad_value_is_refused_in_one_line_when_parsed(tmp_path, command, option, value, allowed):
+    out = ["--out", str(tmp_path / "run")] if command == "train" and option != "--out" else []
+    done = subprocess.run([sys.executable, "-m", "lenet5", command, f"{option}={value}", *out],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert option in lines[0] and allowed in lines[0] and repr(value) in lines[0], lines[0]
+    assert not (tmp_path / "run").exists() and done.stdout == ""
+
+
+def test_auto_and_a_count_within_the_cores_are_accepted():
+    from lenet5.arguments import worker_count
+
+    assert worker_count("1") == 1 and worker_count(str(MOST_WORKERS)) == MOST_WORKERS
+    assert 1 <= worker_count("auto") <= MOST_WORKERS
