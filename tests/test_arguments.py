@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lenet5.arguments import usable_cores
+from lenet5.engine import usable_cores
 
 MOST_WORKERS = max(2, usable_cores())
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 SEED_LIMIT = 2**63  # numpy's SeedSequence takes any non-negative int; this keeps it an int64
@@ -52,14 +51,10 @@ def directory_path(text: str) -> Path:
     return Path(text)
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def worker_count(text: str) -> int:
     """'auto', or a number of processes from 1 to the usable cores (at least 2, so a
     two-process run can be repeated on a one-core machine)."""
-    from .engine import auto_workers
+    from .engine import auto_workers, usable_cores
 
     if text == "auto":
         return auto_workers()

@@ -23,8 +23,12 @@ def auto_workers() -> int:
 
     if not threads.available():
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, AUTO_WORKERS_MAX))
+    return max(1, min(usable_cores(), AUTO_WORKERS_MAX))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def make_engine(model, workers: int = 1):
