@@ -50,3 +50,17 @@ def test_auto_and_a_count_within_the_cores_are_accepted():
 
     assert worker_count("1") == 1 and worker_count(str(MOST_WORKERS)) == MOST_WORKERS
     assert 1 <= worker_count("auto") <= MOST_WORKERS
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--batch-size", "1000000000"], "batch size 1000000000 is larger than the training set (200 images)"),
+    (["--train-limit", "301"], "training needs at least 2 images, found 1"),
+])
+def test_a_batch_larger_than_the_training_set_or_a_one_image_set_is_refused_before_training(tmp_path, extra, message):
+    done = subprocess.run([sys.executable, "-m", "lenet5", "train", "--model", "relu", "--train-limit", "500",
+                           "--validation", "300", "--test-limit", "100", "--epochs", "1", "--no-progress",
+                           "--out", str(tmp_path / "run"), *extra],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()

@@ -62,6 +62,14 @@ class Trainer:
         self.loss_fn, self.engine = loss_fn, engine
         self.config = config.resolved()
         self.splits = splits
+        images = len(splits.x_train)
+        if images < 2:
+            raise TrainingError(f"training needs at least 2 images, found {images}")
+        if self.config.batch_size > images:
+            # One batch of everything would not be mini-batch training, and its activations
+            # can take gigabytes before anything fails.
+            raise TrainingError(f"batch size {self.config.batch_size} is larger than the training set "
+                                f"({images:,} images); use --batch-size {images} or less")
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.log = log or sys.stdout
