@@ -94,3 +94,14 @@ def test_huge_images_are_refused_from_the_header_before_decoding(tmp_path):
     with pytest.raises(ImageError) as info:
         load_digit(path)
     assert "100000x100000" in str(info.value) or "decompression bomb" in str(info.value).lower()
+
+
+def test_a_float_image_holding_inf_is_refused_in_one_line(tmp_path):
+    from PIL import Image
+
+    pixels = np.zeros((28, 28), np.float32)
+    pixels[10:18, 12:16] = np.inf
+    path = tmp_path / "inf.tiff"
+    Image.fromarray(pixels, mode="F").save(path)
+    with pytest.raises(ImageError, match="inf.tiff: cannot read image.*must be finite"):
+        load_digit(path)

@@ -52,6 +52,8 @@ def _to_grey(image) -> np.ndarray:
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():  # a float image may hold inf or NaN: no grey level
+            raise ValueError("pixel values must be finite, found inf or NaN")
         low, high = values.min(), values.max()
         return (values - low) / (high - low) if high > low else np.zeros_like(values)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
