@@ -160,3 +160,24 @@ def test_unwritable_run_directory(tmp_path, mnist_dir):
     blocker.write_text("")
     result = lenet5("train", *SMALL, "--out", blocker / "run", "--data-dir", mnist_dir)
     assert_one_line_error(result, "cannot write to run directory")
+
+
+def test_predict_refuses_a_model_whose_outputs_are_not_finite(small_run, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from lenet5.serialization import load_model, save_model
+
+    run_dir = tmp_path / "overflowing"
+    shutil.copytree(small_run[0], run_dir)
+    model, metadata = load_model(run_dir)
+    model.fc1.weight.value *= np.float32(1e30)  # finite weights whose products overflow float32
+    model.fc2.weight.value *= np.float32(1e30)
+    save_model(run_dir / "model.npz", model, {k: v for k, v in metadata.items()
+                                              if k not in ("format", "format_version", "kind", "architecture")})
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    Image.fromarray(digit).save(tmp_path / "one.png")
+    result = lenet5("predict", run_dir, tmp_path / "one.png")
+    assert_one_line_error(result, "outputs for", "are not finite numbers", code=1)

@@ -84,20 +84,13 @@ def train_command(args) -> int:
     from .models import build_model
     from .nn import SoftmaxCrossEntropy
     from .recipe import TrainConfig, make_optimizer, make_schedule, seeds
-    from .rundir import CHECKPOINT, prepare_run_dir
+    from .rundir import CHECKPOINT, claim_run_dir, prepare_run_dir
     from .splits import load_splits
     from .trainer import Trainer
 
     if args.resume:
         if args.out is None:
             raise Lenet5Error("--resume needs --out RUN_DIR, the run to continue")
-        prepare_run_dir(args.out, resume=True, overwrite=False)
-        config = Checkpoint(args.out / CHECKPOINT).config
-        if args.epochs is not None:
-            config.epochs = args.epochs
-        if args.workers is not None:  # else the count it was saved with: 2 processes round unlike 1
-            config.workers = args.workers
-        config = config.resolved()
     else:
         config = TrainConfig(
             model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
@@ -105,33 +98,44 @@ def train_command(args) -> int:
             schedule=args.schedule, augment_shift=args.augment_shift, validation=args.validation, seed=args.seed,
             train_limit=args.train_limit, test_limit=args.test_limit,
             workers=args.workers if args.workers is not None else auto_workers(),
-        ).resolved()  # bad settings are rejected before any data is loaded
+        ).resolved()  # bad settings are rejected before any directory is made
         if args.out is None:
             args.out = Path("runs") / f"{args.model}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)
-    splits = load_splits(config, data_dir=args.data_dir)
-    model = build_model(config.model, seed=seeds(config).init)
-    optimizer = make_optimizer(config, model.parameters())
-    engine = make_engine(model, config.workers)
-    try:
-        trainer = Trainer(model, optimizer, make_schedule(config), SoftmaxCrossEntropy(), engine,
-                          config=config, splits=splits, run_dir=args.out, progress=not args.no_progress)
-        processes = f"{config.workers} process{'es' if config.workers > 1 else ''}"
+    # Locked from here to the last file written. An old run in --out stays untouched while the
+    # data loads and the model is built, and is set aside only just before training starts.
+    with claim_run_dir(args.out, resume=args.resume, overwrite=args.overwrite):
         if args.resume:
-            trainer.restore()
-            print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step} ({processes})", flush=True)
-        else:
-            print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images "
-                  f"({len(splits.x_val):,} held out for validation), {config.epochs} epochs, "
-                  f"batch {config.batch_size}, {config.optimizer} lr {config.lr:g} ({config.schedule}), "
-                  f"seed {config.seed}, {processes}", flush=True)
+            config = Checkpoint(args.out / CHECKPOINT).config
+            if args.epochs is not None:
+                config.epochs = args.epochs
+            if args.workers is not None:  # else the count it was saved with: 2 processes round unlike 1
+                config.workers = args.workers
+            config = config.resolved()
+        splits = load_splits(config, data_dir=args.data_dir)
+        model = build_model(config.model, seed=seeds(config).init)
+        optimizer = make_optimizer(config, model.parameters())
+        engine = make_engine(model, config.workers)
         try:
-            trainer.fit()
-        except KeyboardInterrupt:
-            return 130
-        metrics = trainer.finish()
-    finally:
-        engine.close()
+            trainer = Trainer(model, optimizer, make_schedule(config), SoftmaxCrossEntropy(), engine,
+                              config=config, splits=splits, run_dir=args.out, progress=not args.no_progress)
+            processes = f"{config.workers} process{'es' if config.workers > 1 else ''}"
+            if args.resume:
+                trainer.restore()
+                print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step} ({processes})",
+                      flush=True)
+            else:
+                prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)  # back if no checkpoint comes
+                print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images "
+                      f"({len(splits.x_val):,} held out for validation), {config.epochs} epochs, "
+                      f"batch {config.batch_size}, {config.optimizer} lr {config.lr:g} ({config.schedule}), "
+                      f"seed {config.seed}, {processes}", flush=True)
+            try:
+                trainer.fit()
+            except KeyboardInterrupt:
+                return 130
+            metrics = trainer.finish()
+        finally:
+            engine.close()
     print(f"run saved in {args.out}")
     print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f}% "
           f"({metrics['test_count']:,} test images, error rate {metrics['test_error_rate'] * 100:.2f}%)")
@@ -173,7 +177,10 @@ def predict_command(args) -> int:
             print(f"lenet5: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        probabilities = model.predict_proba(preprocess_like(digit[None], metadata))[0]
+        with np.errstate(all="ignore"):  # overflow is reported below, in one line
+            probabilities = model.predict_proba(preprocess_like(digit[None], metadata))[0]
+        if not np.isfinite(probabilities).all():
+            raise Lenet5Error(f"{args.run_dir}: the model's outputs for {path} are not finite numbers")
         best = np.argsort(probabilities)[::-1][: max(1, args.top)]
         ranked = "  ".join(f"{names[i]} {probabilities[i] * 100:5.1f}%" for i in best)
         print(f"{path}: {names[best[0]]}   ({ranked})")

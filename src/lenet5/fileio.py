@@ -1,9 +1,17 @@
-"""Atomic file writes: a crash leaves either the old file or the new one, never half of one."""
+"""Atomic file writes: a crash leaves either the old file or the new one, never half of one.
+
+A write goes to a hidden temporary file beside its target, `.NAME.<random>.tmp`, renamed over
+the target when complete. A process killed mid-write (SIGKILL, power loss) leaves that file
+behind; `remove_stale_temporaries` clears such leftovers once nothing can be writing them.
+A whole directory (a report) is built the same way, by `atomic_directory`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -18,7 +26,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX)
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.fchmod(fd, 0o666 & ~_umask())
@@ -32,6 +40,73 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp_name)
         raise
     _fsync_directory(path.parent)
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def _temporary_prefix(name: str) -> str:
+    return f".{name}."
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, names) -> list[Path]:
+    """Delete the temporary files that atomic writes of `names` left in `directory`; returns them.
+
+    Only call it while no live process can be writing there (the caller holds the directory's
+    lock): a file being written looks exactly like one whose writer was killed. Only names of
+    the form `atomic_write` makes are touched, `.NAME.<random>.tmp` with NAME one of `names`.
+    """
+    directory = Path(directory)
+    alternatives = "|".join(re.escape(_temporary_prefix(name)) for name in names)
+    pattern = re.compile(rf"(?:{alternatives})[a-z0-9_]+{re.escape(TEMPORARY_SUFFIX)}")
+    removed = []
+    for entry in directory.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden directory beside `path` to fill; on success it becomes `path`.
+
+    An old `path` is replaced only once the new one is complete, so a failure (or a kill) never
+    leaves a half-built directory under the real name: on an exception the partial one is
+    removed and the old `path` is untouched.
+    """
+    path = Path(path)
+    building = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".building"))
+    try:
+        os.chmod(building, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the result from others
+        yield building
+        _replace_directory(building, path)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Rename `new` to `target`, moving an old `target` aside first and deleting it last.
+
+    Two renames, not one: POSIX cannot rename a directory over a non-empty one. Between them
+    the old directory is kept under a hidden name, and put back if the second rename fails.
+    """
+    retired = None
+    if target.exists():
+        retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temporary_prefix(target.name), suffix=".old"))
+        os.rmdir(retired)  # only its unused name is wanted
+        os.rename(target, retired)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        if retired is not None:
+            os.rename(retired, target)
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

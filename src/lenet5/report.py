@@ -2,6 +2,9 @@
 
 Everything is drawn with matplotlib's Agg backend (no display), from the run's files and
 the model itself; pictures that need only the model are made even without a history.
+The folder is built under a hidden name and renamed into place when complete, so a failed
+report leaves the previous one (or none), never half of one. Every text on the page that
+comes from a file is HTML-escaped: a run directory is data, not markup.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Lenet5Error
-from .fileio import atomic_write, atomic_write_text
+from .fileio import atomic_directory, atomic_write, atomic_write_text
 
 
 def _pyplot():
@@ -159,18 +162,31 @@ def plot_confident_errors(images, labels, predictions, confidences, class_names,
 
 
 def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
-    """Write RUN_DIR/report/*.png and index.html; returns the page's path."""
+    """Write RUN_DIR/report/*.png and index.html; returns the page's path.
+
+    An old report is replaced only once the new one is complete.
+    """
+    from .rundir import REPORT, load_run
+
+    run_dir = Path(run_dir)
+    model, metadata = load_run(run_dir)
+    try:
+        with atomic_directory(run_dir / REPORT) as building:
+            _write_report(run_dir, model, metadata, building, index, data_dir)
+    except OSError as error:
+        raise Lenet5Error(f"cannot write the report of {run_dir}: {error.strerror or error}") from None
+    return run_dir / REPORT / "index.html"
+
+
+def _write_report(run_dir: Path, model, metadata: dict, out: Path, index: int, data_dir) -> None:
+    """The pictures, index.html and report.json of the run, written into `out`."""
     from .data import load_dataset
     from .engine import make_engine
     from .evaluation import evaluate
     from .nn import Conv2D
-    from .rundir import load_run, preprocess_like
+    from .rundir import preprocess_like
 
-    run_dir = Path(run_dir)
     started = time.perf_counter()
-    model, metadata = load_run(run_dir)
-    out = run_dir / "report"
-    out.mkdir(exist_ok=True)
     dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=data_dir)
     class_names = list(metadata.get("class_names") or dataset.class_names)
     x_test = preprocess_like(dataset.test_images, metadata)
@@ -211,7 +227,6 @@ def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
         "feature_map_shapes": {name: list(maps.shape) for name, maps in stages},
         "confusion_matrix": metrics["confusion_matrix"], "accuracy": metrics["accuracy"],
     }, indent=2) + "\n")
-    return page
 
 
 def _page(run_dir, metadata, metrics, history, pictures, class_names) -> str:
@@ -226,11 +241,11 @@ def _page(run_dir, metadata, metrics, history, pictures, class_names) -> str:
                 ("test loss", f"{metrics['loss']:.4f}"), ("test images", f"{metrics['count']:,}")]
     if history:
         last = history[-1]
-        headline.append(("epochs", str(last["epoch"])))
+        headline.append(("epochs", str(last.get("epoch"))))
         if last.get("val_accuracy") is not None:
-            headline.append(("validation accuracy", f"{last['val_accuracy'] * 100:.2f}%"))
-    metric_rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in headline)
-    per_class = "".join(f"<tr><th>{html.escape(n)}</th><td>{a * 100:.2f}%</td></tr>"
+            headline.append(("validation accuracy", _percent(last["val_accuracy"])))
+    metric_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in headline)
+    per_class = "".join(f"<tr><th>{html.escape(str(n))}</th><td>{a * 100:.2f}%</td></tr>"
                         for n, a in zip(class_names, metrics["per_class_accuracy"]))
     figures = "".join(f'<figure><h2>{html.escape(title)}</h2><img src="{embed(path)}" alt="{html.escape(title)}">'
                       f"</figure>" for title, path in pictures)
@@ -259,6 +274,13 @@ window.addEventListener("load", () => {{
 </script>
 </body></html>
 """
+
+
+def _percent(value) -> str:
+    """A fraction as a percentage; anything else (a hand-edited history) as its text, to escape."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value * 100:.2f}%"
+    return str(value)
 
 
 def register(subparsers) -> None:

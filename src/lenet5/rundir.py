@@ -4,56 +4,199 @@
     checkpoint.npz            the training state after each epoch, and on Ctrl-C or SIGTERM
     history.csv / .json       one row per epoch
     metrics.json              the final test metrics, `test_accuracy` among them
+    .lock                     while a run trains: its lock, holding the process id
 
-Two runs never share a directory: a new run refuses one that holds a run unless told to
-`overwrite` it, and `resume` needs the checkpoint.
+Two runs never share a directory: `claim_run_dir` locks it for one process at a time, a new
+run refuses one that holds a run unless told to `overwrite` it, and `resume` needs the
+checkpoint. An overwritten run is not deleted up front: its files wait in `.previous-run/`
+until the new run has written its first checkpoint, and come back if it fails before that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from .errors import Lenet5Error
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, remove_stale_temporaries
 
 CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
 RUN_FILES = (CHECKPOINT, MODEL, "model.json", "history.csv", "history.json", "metrics.json")
+REPORT = "report"
 HISTORY_COLUMNS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
+
+LOCK = ".lock"
+# An overwritten run's files (RUN_FILES and its report), kept until the new run's first checkpoint.
+PREVIOUS_RUN = ".previous-run"
+# Files on their way aside or back; whatever is found here after a crash goes back.
+PREVIOUS_RUN_MOVING = ".previous-run.moving"
 
 
 class RunDirError(Lenet5Error):
     """A run directory that cannot be used: unwritable, already taken, or not a run."""
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Create the run directory, refusing to mix two runs in one."""
+@contextlib.contextmanager
+def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
+    """Hold the run directory for one `lenet5 train`, from its checks to its last file.
+
+    Locks it (a second process gets a one-line error naming the holder), finishes what a
+    killed run left (an overwrite half done, temporary files of its atomic writes), then checks
+    that it can take this run, all before anything slow happens. On the way out the old run of
+    an overwrite is dropped if the new run wrote a checkpoint, and put back otherwise.
+    """
+    run_dir = Path(run_dir)
+    if resume and not run_dir.is_dir():
+        raise RunDirError(f"cannot resume: {run_dir} holds no {CHECKPOINT}")
+    with _locked(run_dir):
+        try:
+            settle_previous_run(run_dir)
+            remove_stale_temporaries(run_dir, RUN_FILES)
+            check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+            yield run_dir
+        finally:
+            settle_previous_run(run_dir)
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """An exclusive `flock` on RUN_DIR/.lock for the duration of the block.
+
+    flock, not a file whose existence is the lock: the kernel releases it when its process
+    dies, however it dies, so a killed run never blocks the next one. The file is removed on
+    release; whoever locks it checks that the file they locked is still the one at that name,
+    so a process that opened it just before its removal cannot hold a lock nobody else sees.
+    """
+    try:
+        import fcntl
+    except ModuleNotFoundError:  # Windows has no flock: runs are not locked there
+        yield
+        return
+    path = run_dir / LOCK
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"cannot write to run directory {run_dir}: {error.strerror or error}") from None
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise RunDirError(f"cannot write to run directory {run_dir}: {error.strerror or error}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise RunDirError(f"{run_dir} is in use by {holder} (another lenet5 train); wait for it to end "
+                              "or choose another --out") from None
+        except OSError as error:
+            os.close(fd)
+            raise RunDirError(f"cannot lock run directory {run_dir}: {error.strerror or error}") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)  # its holder removed it as it finished: lock the one there now
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still holding it: see the check above
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f"process {int(os.pread(fd, 32, 0).decode('ascii').strip())}"
+    return "another process"  # it has not written its pid yet
+
+
+def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a run directory that cannot take this run; changes nothing."""
     run_dir = Path(run_dir)
     if resume:
         if not (run_dir / CHECKPOINT).is_file():
             raise RunDirError(f"cannot resume: {run_dir} holds no {CHECKPOINT}")
         return
-    if (run_dir / CHECKPOINT).exists() or (run_dir / MODEL).exists():
-        if not overwrite:
-            raise RunDirError(
-                f"{run_dir} already holds a run; use --resume to continue it, --overwrite to replace it, "
-                "or --out to choose another directory"
-            )
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
+    if _holds_a_run(run_dir) and not overwrite:
+        raise RunDirError(
+            f"{run_dir} already holds a run; use --resume to continue it, --overwrite to replace it, "
+            "or --out to choose another directory"
+        )
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    return (run_dir / CHECKPOINT).exists() or (run_dir / MODEL).exists()
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Create the run directory, refusing to mix two runs in one.
+
+    With `overwrite`, an old run's files are moved into `.previous-run/`, not deleted: call it
+    only once everything the new run needs has been checked, and `settle_previous_run` after
+    the new run stops (`claim_run_dir` does).
+    """
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if resume:
+        return
+    settle_previous_run(run_dir)
     try:
+        if _holds_a_run(run_dir):
+            _set_previous_run_aside(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
         raise RunDirError(f"cannot write to run directory {run_dir}: {error.strerror or error}") from None
+
+
+def _set_previous_run_aside(run_dir: Path) -> None:
+    """Move the old run's files into `.previous-run/`, by renames (the bytes never change).
+
+    They gather in `.previous-run.moving/`, renamed to `.previous-run/` once all are there, so a
+    crash half-way is told apart from a finished move and undone by `settle_previous_run`.
+    """
+    moving = run_dir / PREVIOUS_RUN_MOVING
+    moving.mkdir()
+    for name in (*RUN_FILES, REPORT):
+        if os.path.lexists(run_dir / name):
+            os.rename(run_dir / name, moving / name)
+    os.rename(moving, run_dir / PREVIOUS_RUN)
+
+
+def settle_previous_run(run_dir: Path) -> None:
+    """Finish an overwrite: drop the old run once the new one has a checkpoint, else put it back.
+
+    Safe to call at any time and again after a crash: `.previous-run/` exists only between a
+    completed move aside and this decision, so a checkpoint or model beside it is the new run's.
+    """
+    run_dir = Path(run_dir)
+    aside, moving = run_dir / PREVIOUS_RUN, run_dir / PREVIOUS_RUN_MOVING
+    try:
+        if aside.is_dir():
+            if _holds_a_run(run_dir):
+                shutil.rmtree(aside)
+            else:
+                os.rename(aside, moving)
+        if moving.is_dir():
+            for entry in moving.iterdir():
+                os.replace(entry, run_dir / entry.name)
+            moving.rmdir()
+    except OSError as error:
+        raise RunDirError(f"cannot settle the previous run kept in {run_dir}/{PREVIOUS_RUN}: "
+                          f"{error.strerror or error}") from None
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:

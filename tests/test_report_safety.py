@@ -1,0 +1,67 @@
+"""`lenet5 report` never leaves half a report, and never puts a run's text into the page as HTML."""
+
+import errno
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from lenet5 import report as report_module  # noqa: E402
+from lenet5.errors import Lenet5Error  # noqa: E402
+from lenet5.report import make_report  # noqa: E402
+
+from .test_rundir_safety import assert_one_line_error, lenet5, snapshot  # noqa: E402
+from .test_rundir_safety import finished_run  # noqa: E402, F401  (the fixture)
+
+INJECTED = "<script>alert('history')</script>"
+
+
+@pytest.fixture
+def run_dir(finished_run, tmp_path):  # noqa: F811
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
+def hidden_entries(run_dir):
+    return [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_history_text_is_escaped_in_the_page(run_dir, mnist_dir):
+    history = json.loads((run_dir / "history.json").read_text())
+    history[-1]["epoch"] = INJECTED
+    history[-1]["val_accuracy"] = INJECTED
+    (run_dir / "history.json").write_text(json.dumps(history))
+    result = lenet5("report", run_dir, "--data-dir", mnist_dir)
+    assert result.returncode == 0, result.stderr
+    page = (run_dir / "report" / "index.html").read_text()
+    assert "alert(" in page and INJECTED not in page
+    assert page.count("&lt;script&gt;alert(&#x27;history&#x27;)&lt;/script&gt;") == 2
+    assert page.count("<script>") == 1  # the page's own image check, nothing else
+
+
+def test_a_report_that_fails_leaves_no_folder(run_dir, mnist_dir):
+    before = snapshot(run_dir)
+    result = lenet5("report", run_dir, "--index", "99999", "--data-dir", mnist_dir)
+    assert_one_line_error(result, "--index 99999 is outside the test set")
+    assert snapshot(run_dir) == before and not hidden_entries(run_dir)
+
+
+def test_a_report_that_fails_half_way_keeps_the_old_report(run_dir, mnist_dir, monkeypatch):
+    make_report(run_dir, data_dir=mnist_dir)
+    before = snapshot(run_dir)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report_module, "plot_feature_maps", full_disk)  # after three pictures are written
+    with pytest.raises(Lenet5Error, match="cannot write the report of .*: No space left on device"):
+        make_report(run_dir, data_dir=mnist_dir)
+    assert snapshot(run_dir) == before and not hidden_entries(run_dir)
+    monkeypatch.undo()
+    (run_dir / "report" / "stale.png").write_bytes(b"from an older report")
+    page = make_report(run_dir, data_dir=mnist_dir)  # a new report replaces the old one whole
+    assert page == run_dir / "report" / "index.html" and page.is_file()
+    assert not (run_dir / "report" / "stale.png").exists() and not hidden_entries(run_dir)
