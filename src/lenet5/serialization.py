@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from .errors import CheckpointError
 from .fileio import atomic_write, atomic_write_text
@@ -38,6 +41,15 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
 }
 KINDS = ("model", "checkpoint")
 
+# Limits checked before anything is decompressed. A real file has one member per array of
+# the state dict (and, in a checkpoint, about three per parameter), metadata of a few KB
+# (the history adds ~250 bytes an epoch) nested about five levels deep.
+MAX_MEMBERS = 512
+MAX_METADATA_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_HEADER_BYTES = 10_000
+WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
     """Write arrays and metadata as one `.npz`, atomically."""
@@ -51,31 +63,185 @@ def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[
         handle.write(buffer.getvalue())
 
 
-def load_arrays(path: str | Path, kind: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a file written by `save_arrays`; every problem is a one-line CheckpointError."""
+def load_arrays(path: str | Path, kind: str | None = None,
+                expected: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]] | None = None,
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by `save_arrays`; every problem is a one-line CheckpointError.
+
+    Nothing is decompressed before it is known to be small: the archive's directory is
+    checked first (member count, names, compression, encryption), then the metadata (itself
+    size-capped), then each member's `.npy` header against what the metadata allows, and
+    only then is the data read, exactly as many bytes as that header promised. A zip bomb
+    or an absurd declared shape is refused from its few header bytes.
+
+    Args:
+        kind: "model" or "checkpoint"; None accepts either.
+        expected: `expected(metadata) -> {member name: shape}`, every member the file may
+            hold besides the metadata (missing ones are the caller's to judge). Default: for
+            a model, the state dict of the architecture it names; otherwise any member shaped
+            like one of that architecture's arrays, or a scalar.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a .npz file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as error:
-        if "pickle" in str(error).lower():
-            raise CheckpointError(f"{path}: refused, the file holds pickled objects (only plain arrays are loaded)") from None
-        raise CheckpointError(f"{path}: not a valid .npz file ({error})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
-        raise CheckpointError(f"{path}: corrupt or truncated .npz file ({type(error).__name__}: {error})") from None
-    raw = arrays.pop(METADATA_KEY, None)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise CheckpointError(f"{path}: no lenet5 metadata in the file")
+        with zipfile.ZipFile(path) as archive:
+            members = _members(archive, path)
+            if METADATA_KEY not in members:
+                raise CheckpointError(f"{path}: no lenet5 metadata in the file")
+            raw = _read_member(archive, members.pop(METADATA_KEY), path, _metadata_check(path))
+            metadata = _parse_metadata(raw, path)
+            if kind is not None and metadata["kind"] != kind:
+                raise CheckpointError(f"{path}: expected a {kind} file, found a {metadata['kind']} file")
+            allowed = expected(metadata) if expected else _default_expected(metadata, path)
+            arrays = {}
+            for name, info in members.items():
+                arrays[name] = _read_member(archive, info, path, _shape_check(name, allowed, metadata, path))
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError) as error:
+        raise CheckpointError(f"{path}: corrupt or truncated .npz file ({type(error).__name__}: "
+                              f"{_clip(error)})") from None
+    return arrays, metadata
+
+
+def _clip(error: BaseException, limit: int = 200) -> str:
+    """An error's text on one short line: a crafted file must not make a 900 KB message."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
+    """Each member's entry by array name, refusing what `np.savez` never writes."""
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise CheckpointError(f"{path}: refused, {len(infos)} members (a lenet5 file holds at most {MAX_MEMBERS})")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        shown = _clip(repr(info.filename), 80)
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"{path}: refused, member {shown} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CheckpointError(f"{path}: refused, member {shown} uses unsupported compression method "
+                                  f"{info.compress_type} (only stored or deflated)")
+        if not info.filename.endswith(".npy"):
+            raise CheckpointError(f"{path}: refused, member {shown} is not a .npy array")
+        name = info.filename[: -len(".npy")]
+        if name in members:
+            raise CheckpointError(f"{path}: refused, member {shown} appears twice")
+        members[name] = info
+    return members
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
+                 check: Callable[[tuple[int, ...], np.dtype], None]) -> np.ndarray:
+    """One member's array: its header is read and passed to `check` before any data is.
+
+    The data read is exactly what the header declares (bounded by `check`); one more byte
+    is asked for so that zipfile reaches the end of the member and verifies its CRC.
+    """
+    name = info.filename[: -len(".npy")]
+    with archive.open(info) as stream:
+        try:
+            version = npformat.read_magic(stream)
+            if version == (1, 0):
+                shape, fortran_order, dtype = npformat.read_array_header_1_0(stream, max_header_size=MAX_HEADER_BYTES)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = npformat.read_array_header_2_0(stream, max_header_size=MAX_HEADER_BYTES)
+            else:
+                raise ValueError(f".npy format version {version} is not supported")
+        except (ValueError, TypeError, SyntaxError, OverflowError, MemoryError, RecursionError) as error:
+            raise CheckpointError(f"{path}: member {name!r} is not a valid .npy array ({_clip(error)})") from None
+        if dtype.hasobject:
+            raise CheckpointError(f"{path}: refused, member {name!r} holds pickled objects "
+                                  "(only plain arrays are loaded)")
+        if dtype.kind not in "biuf" or dtype.subdtype is not None or dtype.names is not None:
+            raise CheckpointError(f"{path}: refused, member {name!r} has dtype {_clip(dtype, 60)} "
+                                  "(only numbers are loaded)")
+        if not all(isinstance(size, int) and size >= 0 for size in shape):
+            raise CheckpointError(f"{path}: member {name!r} declares an invalid shape {_clip(shape, 60)}")
+        check(shape, dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size != stream.tell() + nbytes:
+            raise CheckpointError(f"{path}: member {name!r} declares {info.file_size} bytes, but its header "
+                                  f"promises {stream.tell() + nbytes}")
+        buffer = bytearray(nbytes)
+        if stream.readinto(buffer) != nbytes or stream.read(1):
+            raise CheckpointError(f"{path}: member {name!r} is truncated or has trailing data")
+    array = np.frombuffer(buffer, dtype=dtype)
+    return array.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _metadata_check(path: Path):
+    def check(shape: tuple[int, ...], dtype: np.dtype) -> None:
+        if dtype != np.uint8 or len(shape) != 1:
+            raise CheckpointError(f"{path}: no lenet5 metadata in the file (its {METADATA_KEY} is not text)")
+        if shape[0] > MAX_METADATA_BYTES:
+            raise CheckpointError(f"{path}: refused, metadata of {shape[0]} bytes "
+                                  f"(at most {MAX_METADATA_BYTES})")
+    return check
+
+
+def _parse_metadata(raw: np.ndarray, path: Path) -> dict[str, Any]:
+    """The JSON metadata, refusing what could exhaust the stack or hide a huge number."""
     try:
         metadata = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: metadata is not valid JSON ({error})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: metadata is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError, or an int of 5000 digits
+        raise CheckpointError(f"{path}: metadata is not valid JSON ({_clip(error)})") from None
+    if json_depth(metadata) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path}: metadata is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
     validate_metadata(metadata, str(path))
-    if kind is not None and metadata["kind"] != kind:
-        raise CheckpointError(f"{path}: expected a {kind} file, found a {metadata['kind']} file")
-    return arrays, metadata
+    return metadata
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value, found without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def architecture_shapes(architecture: str, where: str) -> dict[str, tuple[int, ...]]:
+    """The state dict shapes of the named architecture, from a freshly built model."""
+    from .models import MODELS, build_model
+
+    if architecture not in MODELS:
+        raise CheckpointError(f"{where}: unknown architecture {architecture!r}")
+    return {name: value.shape for name, value in build_model(architecture, seed=0).state_dict().items()}
+
+
+def _default_expected(metadata: dict[str, Any], path: Path) -> dict[str, tuple[int, ...]] | set:
+    shapes = architecture_shapes(metadata["architecture"], str(path))
+    if metadata["kind"] == "model":
+        return shapes
+    return set(shapes.values()) | {()}  # any member shaped like a model array, or a scalar
+
+
+def _shape_check(name: str, allowed, metadata: dict[str, Any], path: Path):
+    """The check of one member's header against what the metadata allows."""
+    def check(shape: tuple[int, ...], dtype: np.dtype) -> None:
+        if isinstance(allowed, set):
+            if tuple(shape) not in allowed:
+                raise CheckpointError(f"{path}: refused, member {name!r} declares shape {_clip(shape, 60)}, "
+                                      f"unlike any array of architecture {metadata['architecture']!r}")
+            return
+        if name not in allowed:
+            raise CheckpointError(f"{path}: does not match architecture {metadata['architecture']!r}: "
+                                  f"unexpected keys: {_clip(name, 80)}")
+        if tuple(shape) != tuple(allowed[name]):
+            raise CheckpointError(f"{path}: does not match architecture {metadata['architecture']!r}: "
+                                  f"shape mismatch for {name}: expected {tuple(allowed[name])}, "
+                                  f"found {_clip(tuple(shape), 60)}")
+    return check
 
 
 def validate_metadata(metadata: Any, where: str) -> None:
@@ -112,14 +278,21 @@ def build_from_metadata(arrays: dict[str, np.ndarray], metadata: dict[str, Any],
         raise CheckpointError(f"{where}: unknown architecture {architecture!r}")
     model = build_model(architecture, seed=0)
     state = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
+    check_weights(state, where, prefix)  # before loading: load_state_dict would cast ints silently
     try:
         model.load_state_dict(state, strict=True)
     except CheckpointError as error:
         raise CheckpointError(f"{where}: does not match architecture {architecture!r}: {error}") from None
-    for name, value in state.items():
-        if not np.isfinite(value).all():
-            raise CheckpointError(f"{where}: {name} holds non-finite values")
     return model
+
+
+def check_weights(state: dict[str, np.ndarray], where: str, prefix: str = "") -> None:
+    """Weights are float32 or float64 and finite: an int or bool array is not a trained model."""
+    for name, value in state.items():
+        if value.dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(f"{where}: {prefix}{name} is {value.dtype}; weights must be float32 or float64")
+        if not np.isfinite(value).all():
+            raise CheckpointError(f"{where}: {prefix}{name} holds non-finite values")
 
 
 def save_model(path: str | Path, model, metadata: dict[str, Any]) -> None:
