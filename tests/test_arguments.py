@@ -56,11 +56,30 @@ def test_auto_and_a_count_within_the_cores_are_accepted():
     (["--batch-size", "1000000000"], "batch size 1000000000 is larger than the training set (200 images)"),
     (["--train-limit", "301"], "training needs at least 2 images, found 1"),
 ])
-def test_a_batch_larger_than_the_training_set_or_a_one_image_set_is_refused_before_training(tmp_path, extra, message):
+def test_a_batch_larger_than_the_training_set_or_a_one_image_set_is_refused_before_training(
+        tmp_path, mnist_dir, extra, message):
     done = subprocess.run([sys.executable, "-m", "lenet5", "train", "--model", "relu", "--train-limit", "500",
                            "--validation", "300", "--test-limit", "100", "--epochs", "1", "--no-progress",
-                           "--out", str(tmp_path / "run"), *extra],
+                           "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"), *extra],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1 and message in lines[0], done.stderr
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_resume_refuses_settings_that_differ_from_the_run_s_own(tmp_path, mnist_dir):
+    run = ["--data-dir", str(mnist_dir), "--model", "relu", "--train-limit", "300", "--validation", "100", "--test-limit", "50", "--epochs", "1",
+           "--batch-size", "50", "--lr", "0.001", "--no-progress", "--workers", "1", "--out", str(tmp_path / "run")]
+
+    def train(*extra):
+        return subprocess.run([sys.executable, "-m", "lenet5", "train", *run, *extra],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    assert train().returncode == 0
+    checkpoint = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    done = train("--resume", "--model", "classic", "--lr", "0.5")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert "--model, --lr cannot change them (--epochs and --workers can)" in lines[0]
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == checkpoint
+    assert train("--resume", "--epochs", "2").returncode == 0  # the same settings again are no change

@@ -50,8 +50,9 @@ def _register_train(subparsers) -> None:
     from .recipe import OPTIMIZERS, SCHEDULES
 
     parser = subparsers.add_parser("train", help="train a model and report its test accuracy")
-    parser.add_argument("--model", default="lenet5", help=f"one of: {', '.join(MODELS)} (lenet5)")
-    parser.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (mnist)")
+    # None for "not given": --resume refuses settings it would otherwise have to ignore.
+    parser.add_argument("--model", help=f"one of: {', '.join(MODELS)} (lenet5)")
+    parser.add_argument("--dataset", help="mnist or fashion-mnist (mnist)")
     parser.add_argument("--epochs", type=positive_int, help="passes over the training set (model default)")
     parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--optimizer", choices=OPTIMIZERS)
@@ -61,8 +62,8 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--schedule", choices=SCHEDULES)
     parser.add_argument("--augment-shift", type=shift_pixels, metavar="PIXELS",
                         help="random translations of up to PIXELS while training (model default)")
-    parser.add_argument("--validation", type=non_negative_int, default=5000, help="training images held out (5000)")
-    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--validation", type=non_negative_int, help="training images held out (5000)")
+    parser.add_argument("--seed", type=seed, help="(0)")
     parser.add_argument("--out", type=directory_path, help="run directory (runs/<model>-<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -75,6 +76,16 @@ def _register_train(subparsers) -> None:
                              f"process may use, at most {AUTO_WORKERS_MAX} (auto; with --resume, the "
                              "count the run was saved with)")
     parser.set_defaults(handler=train_command)
+
+
+# What a run was started with; a resumed run keeps them (its checkpoint holds them).
+RUN_SETTINGS = ("--model", "--dataset", "--batch-size", "--optimizer", "--lr", "--momentum", "--weight-decay",
+                "--schedule", "--augment-shift", "--validation", "--seed", "--train-limit", "--test-limit")
+
+
+def _field(option: str) -> str:
+    """The TrainConfig field (and argparse destination) of a command-line option."""
+    return option.lstrip("-").replace("-", "_")
 
 
 def train_command(args) -> int:
@@ -92,20 +103,23 @@ def train_command(args) -> int:
         if args.out is None:
             raise Lenet5Error("--resume needs --out RUN_DIR, the run to continue")
     else:
-        config = TrainConfig(
-            model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-            optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-            schedule=args.schedule, augment_shift=args.augment_shift, validation=args.validation, seed=args.seed,
-            train_limit=args.train_limit, test_limit=args.test_limit,
-            workers=args.workers if args.workers is not None else auto_workers(),
+        given = {_field(option): getattr(args, _field(option)) for option in RUN_SETTINGS + ("--epochs",)}
+        given = {name: value for name, value in given.items() if value is not None}
+        config = TrainConfig(  # what was not given takes TrainConfig's and the model's defaults
+            **given, workers=args.workers if args.workers is not None else auto_workers(),
         ).resolved()  # bad settings are rejected before any directory is made
         if args.out is None:
-            args.out = Path("runs") / f"{args.model}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            args.out = Path("runs") / f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     # Locked from here to the last file written. An old run in --out stays untouched while the
     # data loads and the model is built, and is set aside only just before training starts.
     with claim_run_dir(args.out, resume=args.resume, overwrite=args.overwrite):
         if args.resume:
             config = Checkpoint(args.out / CHECKPOINT).config
+            changed = [option for option in RUN_SETTINGS
+                       if getattr(args, _field(option)) not in (None, getattr(config, _field(option)))]
+            if changed:
+                raise Lenet5Error(f"--resume continues {args.out} with the settings it was started with; "
+                                  f"{', '.join(changed)} cannot change them (--epochs and --workers can)")
             if args.epochs is not None:
                 config.epochs = args.epochs
             if args.workers is not None:  # else the count it was saved with: 2 processes round unlike 1

@@ -122,8 +122,11 @@ class Trainer:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 handlers[signum] = signal.signal(signum, self._request_stop)
         try:
-            while self.state.epoch < self.config.epochs:
-                self._run_epoch()
+            # Overflow on the way to a non-finite loss is reported once, in one line, by
+            # _check_finite, not as NumPy warnings before it.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                while self.state.epoch < self.config.epochs:
+                    self._run_epoch()
         except KeyboardInterrupt:
             if self._graceful:
                 self.save_checkpoint()
@@ -212,10 +215,10 @@ class Trainer:
             what = "gradient"
         else:
             what = "loss"
-        raise TrainingError(
-            f"non-finite {what} at epoch {self.epoch + 1}, step {self.step + 1}; stopped "
-            f"(the last good checkpoint, {self.checkpoint_path}, is kept); try a lower --lr"
-        )
+        kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept" if self.checkpoint_path.is_file()
+                else "no checkpoint had been written yet")
+        raise TrainingError(f"non-finite {what} at epoch {self.epoch + 1}, step {self.step + 1}; stopped "
+                            f"({kept}); try a lower --lr")
 
     # -- files -----------------------------------------------------------------------------
     def file_metadata(self) -> dict[str, Any]:

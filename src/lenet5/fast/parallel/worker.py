@@ -45,7 +45,9 @@ def serve(rank: int, channels: Channels, model) -> None:
         acquire(semaphore, None, exit_if_orphaned)
 
     try:
-        with blas_threads(1):
+        # Overflow in a share reaches rank 0 as non-finite logits or gradients, which the
+        # trainer reports in one line; a warning from each worker would only add noise.
+        with blas_threads(1), np.errstate(all="ignore"):
             worker = Worker(rank, channels, model, wait_for)
             channels.done[rank].release()  # ready
             while True:
