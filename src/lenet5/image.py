@@ -3,10 +3,17 @@
 MNIST was made by size-normalising each digit into a 20×20 box (keeping its aspect ratio)
 and centring it by its centre of mass in a 28×28 field, white ink on black. A digit written
 by hand on paper is the opposite (dark ink, light background), so it is inverted first.
+
+The digit ends up 28×28, so a large picture is never worked on at full size: a JPEG is
+decoded at 1/2, 1/4 or 1/8 scale (`Image.draft`), any image is box-reduced to at most
+`WORK_SIDE` pixels a side straight after decoding, and what decoding would take is checked
+against `DECODE_BUDGET` from the header, before a pixel is decoded.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +22,15 @@ from .errors import Lenet5Error
 
 MAX_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded
 MAX_FILE_BYTES = 64 * 1024 * 1024
+DECODE_BUDGET = 128 * 1024 * 1024  # bytes the decoded raster (and its conversion) may take
+WORK_SIDE = 1024  # longest side kept after decoding: ample for a digit that becomes 20×20
+MAX_MESSAGE = 300  # characters of a decoder's own message quoted in an error
+
+# Modes whose pixels Pillow's box reduction averages correctly, kept as they are. Palette
+# indices, bilevel pixels and 16-bit integers are not (the first two cannot be averaged; the
+# reducer refuses the third and overflows on large 32-bit integers), so those are converted
+# first, at full size, which the budget counts.
+_REDUCIBLE = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "F"}
 
 
 class ImageError(Lenet5Error):
@@ -22,41 +38,126 @@ class ImageError(Lenet5Error):
 
 
 def load_digit(path: str | Path) -> np.ndarray:
-    """The 28×28 uint8 MNIST-style image of the digit in `path` (PNG, JPEG, GIF, BMP...)."""
+    """The 28×28 uint8 MNIST-style image of the digit in `path` (PNG, JPEG, GIF, BMP...).
+
+    Pillow's warnings (a decompression-bomb warning, a palette's transparency) are silenced
+    here: the caller reports a problem in one line, and a warning printed before it would
+    only bury that line.
+    """
     try:
-        from PIL import Image, ImageSequence, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError
     except ModuleNotFoundError:
         raise ImageError("reading images needs Pillow: pip install 'lenet5[image]'") from None
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, expected an image file")
+    if not path.exists():
         raise ImageError(f"{path}: no such file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ImageError(f"{path}: file of {path.stat().st_size:,} bytes is larger than {MAX_FILE_BYTES:,}")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise ImageError(f"{path}: is not a regular file, expected an image file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: file of {size:,} bytes is larger than {MAX_FILE_BYTES:,}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(path) as image:
+                grey = _to_grey(_decode_small(image, path))
+        except ImageError:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError,
+                Image.DecompressionBombError) as error:
+            detail = _one_line(f"{type(error).__name__}: {error}")
+            raise ImageError(f"{path}: cannot read image ({detail})") from None
+        return mnist_like(grey, str(path))
+
+
+def _one_line(text: str) -> str:
+    """A decoder's message as one short line: some hold newlines, some quote whole buffers."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _decode_small(image, path: Path):
+    """The first frame of `image`, decoded and reduced to at most `WORK_SIDE` a side.
+
+    Refuses, before decoding, an image whose decoded raster plus its conversion to a mode
+    that can be averaged would take more than `DECODE_BUDGET` bytes.
+    """
+    width, height = image.size
+    if width * height > MAX_PIXELS or width < 1 or height < 1:
+        raise ImageError(f"{path}: {width}x{height} pixels is outside 1..{MAX_PIXELS:,} pixels")
+    image.seek(0)  # an animated image: its first frame
+    if max(width, height) > WORK_SIDE:  # a JPEG then decodes at 1/2, 1/4 or 1/8 scale, in grey
+        scale = WORK_SIDE / max(width, height)
+        image.draft("L", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+    width, height = image.size
+    target = _reducible_mode(image)
+    per_pixel = _bytes_per_pixel(image.mode) + (_bytes_per_pixel(target) if target != image.mode else 0)
+    needed = width * height * per_pixel
+    if needed > DECODE_BUDGET:
+        raise ImageError(f"{path}: decoding {width}x{height} {image.mode} pixels needs {needed / 2**20:,.0f} MiB, "
+                         f"more than the {DECODE_BUDGET / 2**20:,.0f} MiB allowed; scale the image down")
+    image.load()
+    if target != image.mode:
+        image = image.convert(target)
+    if image.mode == "F":
+        image = _tame_floats(image)
+    factor = math.ceil(max(image.size) / WORK_SIDE)
+    return image.reduce(factor) if factor > 1 else image
+
+
+def _reducible_mode(image) -> str:
+    """The mode `image` is converted to before box reduction (its own when it can be averaged)."""
+    if image.mode in _REDUCIBLE:
+        return image.mode
+    if image.mode.startswith("I"):  # I, I;16, I;16B...: integers of any range, as floats
+        return "F"
+    if image.mode in ("P", "PA") and (image.mode == "PA" or "transparency" in image.info):
+        return "RGBA"  # transparency is composited onto white paper after the reduction
+    return "L"
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """What Pillow stores per pixel: bands × bytes per sample, and 4 for any multi-band mode."""
+    from PIL import ImageMode
+
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_PIXELS or width < 1 or height < 1:
-                raise ImageError(f"{path}: {width}x{height} pixels is outside 1..{MAX_PIXELS:,} pixels")
-            first_frame = next(iter(ImageSequence.Iterator(image)))  # animated: the first frame
-            grey = _to_grey(first_frame)
-    except ImageError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
-    return mnist_like(grey, str(path))
+        descriptor = ImageMode.getmode(mode)
+    except KeyError:  # a raw mode Pillow has no descriptor for: assume the widest pixel
+        return 4
+    per_sample = max(1, int(descriptor.typestr[-1]))
+    return max(len(descriptor.bands) * per_sample, 4 if len(descriptor.bands) > 1 else per_sample)
+
+
+def _tame_floats(image):
+    """Scale a float image whose values are so large that averaging 4 of them overflows to inf.
+
+    A finite image must not be refused as holding inf; inf and NaN themselves survive the
+    reduction and are refused by `_to_grey`.
+    """
+    low, high = image.getextrema()
+    largest = max(abs(low), abs(high))
+    if math.isfinite(largest) and largest > 1e30:
+        image = image.point(lambda value: value * (1.0 / largest))
+    return image
 
 
 def _to_grey(image) -> np.ndarray:
-    """Float greyscale in [0, 1]; transparency is composited onto white paper."""
+    """Float greyscale in [0, 1] of a reduced image; transparency is composited onto white paper.
+
+    A float image (what integer images became) is stretched from its own range: such files
+    hold measurements, not grey levels of a known scale.
+    """
     from PIL import Image
 
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
         if not np.isfinite(values).all():  # a float image may hold inf or NaN: no grey level
             raise ValueError("pixel values must be finite, found inf or NaN")
         low, high = values.min(), values.max()
         return (values - low) / (high - low) if high > low else np.zeros_like(values)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA"):
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, rgba)
