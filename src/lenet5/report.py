@@ -164,21 +164,26 @@ def plot_confident_errors(images, labels, predictions, confidences, class_names,
 def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
     """Write RUN_DIR/report/*.png and index.html; returns the page's path.
 
-    An old report is replaced only once the new one is complete.
+    An old report is replaced only once the new one is complete. Everything read from the run
+    directory is checked first (`load_run`, `read_history`); a write that fails (a read-only
+    run directory, a full disk) is one line naming the folder and why.
     """
-    from .rundir import REPORT, load_run
+    from .rundir import REPORT, load_run, os_reason, read_history
 
     run_dir = Path(run_dir)
     model, metadata = load_run(run_dir)
+    history = read_history(run_dir)
     try:
         with atomic_directory(run_dir / REPORT) as building:
-            _write_report(run_dir, model, metadata, building, index, data_dir)
+            _write_report(run_dir, model, metadata, history, building, index, data_dir)
     except OSError as error:
-        raise Lenet5Error(f"cannot write the report of {run_dir}: {error.strerror or error}") from None
+        kept = " (the previous report is kept)" if (run_dir / REPORT).is_dir() else ""
+        raise Lenet5Error(f"cannot write the report {run_dir / REPORT}: {os_reason(error)}{kept}") from None
     return run_dir / REPORT / "index.html"
 
 
-def _write_report(run_dir: Path, model, metadata: dict, out: Path, index: int, data_dir) -> None:
+def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out: Path, index: int,
+                  data_dir) -> None:
     """The pictures, index.html and report.json of the run, written into `out`."""
     from .data import load_dataset
     from .engine import make_engine
@@ -201,8 +206,6 @@ def _write_report(run_dir: Path, model, metadata: dict, out: Path, index: int, d
     predictions = probabilities.argmax(axis=1)
     pictures: list[tuple[str, Path]] = []
 
-    history_path = run_dir / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.is_file() else []
     if history:
         pictures.append(("Training curves", plot_history(history, out / "training_curves.png")))
     confusion = np.array(metrics["confusion_matrix"])

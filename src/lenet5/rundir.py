@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -34,6 +36,8 @@ RUN_FILES = (CHECKPOINT, MODEL, "model.json", "history.csv", "history.json", "me
 REPORT = "report"
 HISTORY_COLUMNS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
 
+HISTORY, METRICS = "history.json", "metrics.json"
+
 LOCK = ".lock"
 # An overwritten run's files (RUN_FILES and its report), kept until the new run's first checkpoint.
 PREVIOUS_RUN = ".previous-run"
@@ -43,6 +47,37 @@ PREVIOUS_RUN_MOVING = ".previous-run.moving"
 
 class RunDirError(Lenet5Error):
     """A run directory that cannot be used: unwritable, already taken, or not a run."""
+
+
+# What a failed write means to a user, by errno; anything else keeps the system's own words.
+_WRITE_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EFBIG: "file too large (over the file-size limit)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a part of the path is not a directory",
+    errno.EISDIR: "a directory is in the way",
+}
+
+
+def os_reason(error: OSError) -> str:
+    """Why a file operation failed, in words ("no space left on the device"), never a traceback."""
+    return _WRITE_REASONS.get(error.errno) or error.strerror or str(error)
+
+
+@contextlib.contextmanager
+def writing(what: str | Path) -> Iterator[None]:
+    """Turn an OSError inside the block into a one-line RunDirError: "cannot write WHAT: why".
+
+    The writes are atomic, so a file that could not be written keeps its old content (or
+    stays absent); callers add what the user can do next.
+    """
+    try:
+        yield
+    except OSError as error:
+        raise RunDirError(f"cannot write {what}: {os_reason(error)}") from None
 
 
 @contextlib.contextmanager
@@ -85,12 +120,12 @@ def _locked(run_dir: Path) -> Iterator[None]:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RunDirError(f"cannot write to run directory {run_dir}: {error.strerror or error}") from None
+        raise RunDirError(f"cannot write to run directory {run_dir}: {os_reason(error)}") from None
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as error:
-            raise RunDirError(f"cannot write to run directory {run_dir}: {error.strerror or error}") from None
+            raise RunDirError(f"cannot write to run directory {run_dir}: {os_reason(error)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -159,7 +194,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise RunDirError(f"cannot write to run directory {run_dir}: {error.strerror or error}") from None
+        raise RunDirError(f"cannot write to run directory {run_dir}: {os_reason(error)}") from None
 
 
 def _set_previous_run_aside(run_dir: Path) -> None:
@@ -200,22 +235,79 @@ def settle_previous_run(run_dir: Path) -> None:
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """history.csv (blank where a value is None) and history.json, one row per epoch."""
+    """history.csv (blank where a value is None) and history.json, one row per epoch.
+
+    A write that fails is a RunDirError naming the file and why; the file keeps its old content.
+    """
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in history:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_COLUMNS})
-    atomic_write_text(Path(run_dir) / "history.csv", buffer.getvalue())
-    atomic_write_text(Path(run_dir) / "history.json", json.dumps(history, indent=2) + "\n")
+    for name, text in (("history.csv", buffer.getvalue()), (HISTORY, json.dumps(history, indent=2) + "\n")):
+        with writing(Path(run_dir) / name):
+            atomic_write_text(Path(run_dir) / name, text)
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    atomic_write_text(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    """metrics.json; a failed write is a RunDirError naming it and why."""
+    with writing(Path(run_dir) / METRICS):
+        atomic_write_text(Path(run_dir) / METRICS, json.dumps(metrics, indent=2) + "\n")
+
+
+# history.json as `lenet5 report` reads it: a few hundred bytes an epoch.
+MAX_HISTORY_BYTES = 16 * 1024 * 1024
+HISTORY_NUMBERS = ("lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of RUN_DIR/history.json, checked; [] when there is none.
+
+    Each row is an object whose `epoch` is a positive int and whose other columns are numbers
+    or null: anything else is a one-line RunDirError naming the file, the row and the field.
+    """
+    path = Path(run_dir) / HISTORY
+    if not os.path.lexists(path):
+        return []
+    try:
+        if not path.is_file():
+            raise RunDirError(f"{path}: not a regular file")
+        size = path.stat().st_size
+        if size > MAX_HISTORY_BYTES:
+            raise RunDirError(f"{path}: refused, {size:,} bytes (a history holds at most {MAX_HISTORY_BYTES:,})")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        why = os_reason(error) if isinstance(error, OSError) else "not UTF-8 text"
+        raise RunDirError(f"cannot read {path}: {why}") from None
+    try:
+        history = json.loads(text)
+    except RecursionError:
+        raise RunDirError(f"{path}: nested too deeply to be a history") from None
+    except ValueError as error:
+        raise RunDirError(f"{path}: not valid JSON ({str(error)[:120]})") from None
+    if not isinstance(history, list):
+        raise RunDirError(f"{path}: must be a list of epoch rows, found {_json_type(history)}")
+    for number, row in enumerate(history, start=1):
+        where = f"{path}: row {number}"
+        if not isinstance(row, dict):
+            raise RunDirError(f"{where} must be an object, found {_json_type(row)}")
+        epoch = row.get("epoch")
+        if not _is_int(epoch) or epoch < 1:
+            raise RunDirError(f"{where}, field 'epoch' must be an int >= 1, found {_shown(epoch)}")
+        for field in HISTORY_NUMBERS:
+            value = row.get(field)
+            if value is not None and not (_is_number(value) and math.isfinite(value)):
+                raise RunDirError(f"{where}, field {field!r} must be a finite number or null, found {_shown(value)}")
+    return history
 
 
 def load_run(run_dir: Path):
-    """(model in eval mode, metadata) of a finished run; a one-line error for anything else."""
+    """(model in eval mode, metadata) of a finished run; a one-line error for anything else.
+
+    Besides what `load_model` checks, the metadata the commands use is checked here, each
+    problem named with its file and field: the preprocessing (`check_preprocessing`, which must
+    also give the model's input size) and `class_names` (one string per output of the model).
+    """
     from .serialization import load_model
 
     run_dir = Path(run_dir)
@@ -225,7 +317,82 @@ def load_run(run_dir: Path):
         hint = " (it has a checkpoint: finish it with `lenet5 train --out DIR --resume`)" \
             if (run_dir / CHECKPOINT).is_file() else ""
         raise RunDirError(f"{run_dir}: no {MODEL}, not a finished lenet5 run{hint}")
-    return load_model(run_dir)
+    model, metadata = load_model(run_dir)
+    where = str(run_dir / MODEL)
+    prep = check_preprocessing(metadata, where)
+    side = model.input_shape[-1] - 2 * prep["pad"]
+    if side != DIGIT_SIDE:
+        raise RunDirError(f"{where}: metadata field 'preprocessing.pad' is {prep['pad']}, but architecture "
+                          f"{metadata['architecture']!r} takes {model.input_shape[-1]}-pixel inputs, so "
+                          f"{DIGIT_SIDE}-pixel images need pad {(model.input_shape[-1] - DIGIT_SIDE) // 2}")
+    if "class_names" in metadata:
+        names, classes = metadata["class_names"], _outputs(model)
+        if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
+            raise RunDirError(f"{where}: metadata field 'class_names' must be a list of {classes} strings "
+                              f"(one per output), found {_shown(names)}")
+    return model, metadata
+
+
+DIGIT_SIDE = 28  # the images a run's model reads: a dataset's, or predict's, 28×28
+MAX_PAD = 64
+
+
+def check_preprocessing(metadata: dict, where: str) -> dict[str, Any]:
+    """The metadata's `preprocessing`, checked field by field; a RunDirError naming `where` and
+    the field for anything `preprocess` could not use (or would use to build a huge array)."""
+    from .data.preprocess import METHODS
+
+    prep = metadata.get("preprocessing") if isinstance(metadata, dict) else None
+    if not isinstance(prep, dict):
+        raise RunDirError(f"{where}: metadata field 'preprocessing' must be an object, found {_shown(prep)}")
+    method = prep.get("method")
+    if not isinstance(method, str) or method not in METHODS:
+        raise RunDirError(f"{where}: metadata field 'preprocessing.method' must be one of "
+                          f"{', '.join(METHODS)}, found {_shown(method)}")
+    pad = prep.get("pad")
+    if not (_is_int(pad) and 0 <= pad <= MAX_PAD):
+        raise RunDirError(f"{where}: metadata field 'preprocessing.pad' must be an int in 0..{MAX_PAD}, "
+                          f"found {_shown(pad)}")
+    for field in ("mean", "std"):
+        value = prep.get(field)
+        needed = method == "standardize"
+        if (value is None and needed) or (value is not None and not (_is_number(value) and math.isfinite(value))):
+            raise RunDirError(f"{where}: metadata field 'preprocessing.{field}' must be a finite number"
+                              f"{'' if needed else ' or null'}, found {_shown(value)}")
+    if method == "standardize" and not prep["std"] > 0:
+        raise RunDirError(f"{where}: metadata field 'preprocessing.std' must be positive, found {prep['std']!r}")
+    return prep
+
+
+def _outputs(model) -> int:
+    shape = model.input_shape
+    for layer in model.layers:
+        shape = layer.output_shape(shape)
+    return int(np.prod(shape))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+             int: "an int", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _shown(value) -> str:
+    """A value in an error message: short, whatever a crafted file put there."""
+    if value is None:
+        return "none"  # missing, or null
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool)) else _json_type(value)
+    if isinstance(value, list):
+        text = f"a list of {len(value)}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def preprocessing_metadata(model_name: str, mean: float, std: float) -> dict[str, Any]:
@@ -241,6 +408,6 @@ def preprocess_like(images_uint8: np.ndarray, metadata: dict) -> np.ndarray:
     """Raw uint8 images (N, H, W) prepared as the run's model was trained on them."""
     from .data import preprocess
 
-    prep = metadata["preprocessing"]
+    prep = check_preprocessing(metadata, "run metadata")
     return preprocess(images_uint8, method=prep["method"], pad=prep["pad"],
                       mean=prep.get("mean"), std=prep.get("std"))

@@ -31,7 +31,9 @@ from .checkpoint import Checkpoint, TrainingState, new_partial, save_checkpoint,
 from .errors import Lenet5Error
 from .evaluation import evaluate
 from .recipe import TrainConfig, seeds
-from .rundir import CHECKPOINT, MODEL, preprocessing_metadata, write_history, write_metrics
+from .rundir import (
+    CHECKPOINT, MODEL, RunDirError, os_reason, preprocessing_metadata, write_history, write_metrics, writing,
+)
 from .serialization import save_model
 from .splits import DataSplits
 
@@ -205,7 +207,11 @@ class Trainer:
         state.step = 0
         state.partial = new_partial()
         self.save_checkpoint()
-        write_history(self.run_dir, state.history)
+        try:
+            write_history(self.run_dir, state.history)
+        except RunDirError as error:  # the checkpoint, just written, holds the history too
+            raise TrainingError(f"{error}; stopped after epoch {state.epoch} ({self._kept()}); "
+                                "make room, then continue with --resume") from None
         print(_epoch_line(row, self.config.epochs), file=self.log, flush=True)
 
     def _check_finite(self, loss: float) -> None:
@@ -215,10 +221,14 @@ class Trainer:
             what = "gradient"
         else:
             what = "loss"
-        kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept" if self.checkpoint_path.is_file()
-                else "no checkpoint had been written yet")
         raise TrainingError(f"non-finite {what} at epoch {self.epoch + 1}, step {self.step + 1}; stopped "
-                            f"({kept}); try a lower --lr")
+                            f"({self._kept()}); try a lower --lr")
+
+    def _kept(self) -> str:
+        """What a failure leaves to resume from, as a clause of its message."""
+        if self.checkpoint_path.is_file():
+            return f"the last good checkpoint, {self.checkpoint_path}, is kept"
+        return "no checkpoint had been written yet"
 
     # -- files -----------------------------------------------------------------------------
     def file_metadata(self) -> dict[str, Any]:
@@ -231,10 +241,9 @@ class Trainer:
             save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, config=self.config,
                             state=self.state, generators=self._generators(), metadata=self.file_metadata())
         except OSError as error:
-            raise TrainingError(
-                f"cannot write checkpoint {self.checkpoint_path}: {error.strerror or error}; "
-                "the last good checkpoint is kept"
-            ) from None
+            kept = "the last good checkpoint is kept" if self.checkpoint_path.is_file() \
+                else "no checkpoint had been written yet"
+            raise TrainingError(f"cannot write checkpoint {self.checkpoint_path}: {os_reason(error)}; {kept}") from None
 
     def restore(self) -> None:
         """Continue from `checkpoint.npz`: weights, optimiser, epoch, step, history, RNGs."""
@@ -245,7 +254,11 @@ class Trainer:
         return {"shuffle": self.shuffle_rng, "augment": self.augment_rng}
 
     def finish(self) -> dict[str, Any]:
-        """Evaluate on every test image; write model.npz, model.json and metrics.json."""
+        """Evaluate on every test image; write model.npz, model.json and metrics.json.
+
+        A write that fails (a full disk) is a one-line TrainingError naming the file and why;
+        the checkpoint holds everything, so `--resume` writes them again once there is room.
+        """
         test = evaluate(self.engine, self.splits.x_test, self.splits.y_test)
         class_names = self.splits.class_names or [str(i) for i in range(len(test["per_class_accuracy"]))]
         metrics = {
@@ -262,15 +275,24 @@ class Trainer:
             last = self.history[-1]
             metrics.update(train_loss=last["loss"], train_accuracy=last["accuracy"],
                            val_loss=last["val_loss"], val_accuracy=last["val_accuracy"])
-        save_model(self.run_dir / MODEL, self.model, {
-            **self.file_metadata(),
-            "hyperparameters": asdict(self.config),
-            "versions": versions(),
-            "metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"},
-            "class_names": class_names,
-        })
-        write_metrics(self.run_dir, metrics)
+        try:
+            with writing(f"{self.run_dir / MODEL} (and model.json)"):
+                save_model(self.run_dir / MODEL, self.model, {
+                    **self.file_metadata(),
+                    "hyperparameters": asdict(self.config),
+                    "versions": versions(),
+                    "metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"},
+                    "class_names": class_names,
+                })
+            write_metrics(self.run_dir, metrics)
+        except RunDirError as error:
+            raise TrainingError(f"{error}; training is done and {self._resume_hint()}") from None
         return metrics
+
+    def _resume_hint(self) -> str:
+        if self.checkpoint_path.is_file():
+            return f"its checkpoint is kept: make room, then finish with `lenet5 train --out {self.run_dir} --resume`"
+        return "no checkpoint was written"
 
 
 def _progress_bar(total: int, done: int, desc: str, enabled: bool):
