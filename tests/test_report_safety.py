@@ -29,17 +29,27 @@ def hidden_entries(run_dir):
     return [p.name for p in run_dir.iterdir() if p.name.startswith(".")]
 
 
-def test_history_text_is_escaped_in_the_page(run_dir, mnist_dir):
-    history = json.loads((run_dir / "history.json").read_text())
-    history[-1]["epoch"] = INJECTED
-    history[-1]["val_accuracy"] = INJECTED
-    (run_dir / "history.json").write_text(json.dumps(history))
+def test_text_from_the_run_s_files_is_escaped_in_the_page(run_dir, mnist_dir):
+    from lenet5.serialization import load_model, save_model
+
+    model, metadata = load_model(run_dir)
+    metadata["class_names"] = [INJECTED] + metadata["class_names"][1:]
+    save_model(run_dir / "model.npz", model, {k: v for k, v in metadata.items()
+                                              if k not in ("format", "format_version", "kind", "architecture")})
     result = lenet5("report", run_dir, "--data-dir", mnist_dir)
     assert result.returncode == 0, result.stderr
     page = (run_dir / "report" / "index.html").read_text()
-    assert "alert(" in page and INJECTED not in page
-    assert page.count("&lt;script&gt;alert(&#x27;history&#x27;)&lt;/script&gt;") == 2
+    assert INJECTED not in page
+    assert "&lt;script&gt;alert(&#x27;history&#x27;)&lt;/script&gt;" in page
     assert page.count("<script>") == 1  # the page's own image check, nothing else
+
+
+def test_markup_where_history_holds_numbers_is_refused_in_one_line(run_dir, mnist_dir):
+    history = json.loads((run_dir / "history.json").read_text())
+    history[-1]["val_accuracy"] = INJECTED
+    (run_dir / "history.json").write_text(json.dumps(history))
+    assert_one_line_error(lenet5("report", run_dir, "--data-dir", mnist_dir), "history.json", "val_accuracy")
+    assert not (run_dir / "report").exists()
 
 
 def test_a_report_that_fails_leaves_no_folder(run_dir, mnist_dir):
@@ -57,7 +67,7 @@ def test_a_report_that_fails_half_way_keeps_the_old_report(run_dir, mnist_dir, m
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(report_module, "plot_feature_maps", full_disk)  # after three pictures are written
-    with pytest.raises(Lenet5Error, match="cannot write the report of .*: No space left on device"):
+    with pytest.raises(Lenet5Error, match=r"cannot write the report .*report: no space left on the device \(the previous report is kept\)"):
         make_report(run_dir, data_dir=mnist_dir)
     assert snapshot(run_dir) == before and not hidden_entries(run_dir)
     monkeypatch.undo()
