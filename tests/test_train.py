@@ -300,3 +300,51 @@ def test_random_shifts_move_each_image_and_pad_with_background():
     assert len(positions) == 25  # every shift in [-2, 2]^2 drawn
     assert set(np.unique(shifted)) == {-0.5, 2.0}
     assert shifted.shape == images.shape and np.array_equal(images[:, 0, 3, 4], np.full(200, 2.0))
+
+
+def spawned_children(parent: int) -> list[int]:
+    """The data-parallel workers of process `parent`, from /proc: its children started by
+    multiprocessing's spawn (not its resource tracker, also a child)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                spawned = b"spawn_main" in cmdline.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and spawned:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers through /proc")
+def test_a_killed_data_parallel_worker_stops_training_in_one_line_that_says_how_to_resume(tmp_path, mnist_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    training = subprocess.Popen(
+        [sys.executable, "-m", "lenet5", "train", "--model", "relu", "--train-limit", "4000", "--validation", "500",
+         "--test-limit", "100", "--epochs", "50", "--batch-size", "64", "--no-progress", "--workers", "2",
+         "--data-dir", str(mnist_dir), "--out", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / "checkpoint.npz").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (run_dir / "checkpoint.npz").is_file(), "no epoch finished"
+        workers = spawned_children(training.pid)
+        assert workers, "the data-parallel worker runs as a child of the training process"
+        for pid in workers:
+            os.kill(int(pid), signal.SIGKILL)
+        _, stderr = training.communicate(timeout=60)
+    finally:
+        training.kill()
+    lines = stderr.strip().splitlines()
+    assert training.returncode == 1 and len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "exited unexpectedly (killed by SIGKILL)" in lines[0]
+    assert "the last good checkpoint" in lines[0] and "--resume" in lines[0]

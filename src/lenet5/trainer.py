@@ -138,6 +138,11 @@ class Trainer:
                 print(f"\nstopped at once; the last checkpoint written is kept in {self.checkpoint_path}",
                       file=sys.stderr)
             raise
+        except TrainingError:
+            raise
+        except Lenet5Error as error:  # the engine failed (a data-parallel worker died): say what is left
+            raise TrainingError(f"{error}; training stopped at epoch {self.epoch + 1}, step {self.step + 1} "
+                                f"({self._kept()}; continue with lenet5 train --out {self.run_dir} --resume)") from None
         finally:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
