@@ -1,6 +1,7 @@
 """`lenet5 report` never leaves half a report, and never puts a run's text into the page as HTML."""
 
 import errno
+import os
 import json
 import shutil
 
@@ -75,3 +76,24 @@ def test_a_report_that_fails_half_way_keeps_the_old_report(run_dir, mnist_dir, m
     page = make_report(run_dir, data_dir=mnist_dir)  # a new report replaces the old one whole
     assert page == run_dir / "report" / "index.html" and page.is_file()
     assert not (run_dir / "report" / "stale.png").exists() and not hidden_entries(run_dir)
+
+
+def test_the_leftovers_of_a_killed_report_are_removed_by_the_next_one(run_dir, mnist_dir):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)  # a pid that ran and ended
+    leftovers = [run_dir / f".report.{dead}.abc123.building", run_dir / f".report.{dead}.def456.old"]
+    for leftover in leftovers:
+        (leftover / "sub").mkdir(parents=True)
+        (leftover / "sub" / "curves.png").write_bytes(b"half a picture")
+    alive = run_dir / f".report.{os.getpid()}.xyz789.building"  # a builder still running: left alone
+    alive.mkdir()
+    try:
+        result = lenet5("report", run_dir, "--data-dir", mnist_dir)
+        assert result.returncode == 0, result.stderr
+        assert not any(leftover.exists() for leftover in leftovers) and alive.is_dir()
+        assert (run_dir / "report" / "index.html").is_file()
+    finally:
+        alive.rmdir()

@@ -3,7 +3,8 @@
 A write goes to a hidden temporary file beside its target, `.NAME.<random>.tmp`, renamed over
 the target when complete. A process killed mid-write (SIGKILL, power loss) leaves that file
 behind; `remove_stale_temporaries` clears such leftovers once nothing can be writing them.
-A whole directory (a report) is built the same way, by `atomic_directory`.
+A whole directory (a report) is built the same way, by `atomic_directory`, which also clears
+the hidden directories of builders that were killed.
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     removed and the old `path` is untouched.
     """
     path = Path(path)
-    building = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".building"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_directories(path)
+    # The builder's pid in the name tells a later builder whether it was abandoned.
+    prefix = f"{_temporary_prefix(path.name)}{os.getpid()}."
+    building = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".building"))
     try:
         os.chmod(building, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the result from others
         yield building
@@ -88,6 +93,31 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_directory(path.parent)
 
 
+def remove_abandoned_directories(path: str | os.PathLike) -> list[Path]:
+    """Delete the hidden directories that `atomic_directory(path)` left when its process was
+    killed (`.NAME.<pid>.<random>.building` or `.old`, whose pid no longer runs); returns them."""
+    path = Path(path)
+    pattern = re.compile(rf"{re.escape(_temporary_prefix(path.name))}(\d+)\.[a-z0-9_]+\.(?:building|old)")
+    removed = []
+    for entry in path.parent.iterdir():
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink() and not _running(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # none, or a number no pid can be
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _replace_directory(new: Path, target: Path) -> None:
     """Rename `new` to `target`, moving an old `target` aside first and deleting it last.
 
@@ -96,7 +126,8 @@ def _replace_directory(new: Path, target: Path) -> None:
     """
     retired = None
     if target.exists():
-        retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temporary_prefix(target.name), suffix=".old"))
+        prefix = f"{_temporary_prefix(target.name)}{os.getpid()}."
+        retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix, suffix=".old"))
         os.rmdir(retired)  # only its unused name is wanted
         os.rename(target, retired)
     try:
