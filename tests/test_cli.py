@@ -181,3 +181,11 @@ def test_predict_refuses_a_model_whose_outputs_are_not_finite(small_run, tmp_pat
     Image.fromarray(digit).save(tmp_path / "one.png")
     result = lenet5("predict", run_dir, tmp_path / "one.png")
     assert_one_line_error(result, "outputs for", "are not finite numbers", code=1)
+
+
+def test_an_error_quoting_a_huge_or_multi_line_text_stays_one_readable_line():
+    from lenet5.cli import MAX_ERROR_CHARACTERS, one_line
+
+    assert one_line("bad\nvalue\n  here") == "bad value here"
+    long = one_line("x" * 900_000)
+    assert long.startswith("x" * MAX_ERROR_CHARACTERS) and long.endswith("... (899,000 more characters)")

@@ -53,13 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_ERROR_CHARACTERS = 1000
+
+
+def one_line(message: str) -> str:
+    """`message` on one line of readable length: an error may quote what a file holds, and a
+    crafted file can hold megabytes or line breaks."""
+    message = " ".join(message.split())
+    if len(message) <= MAX_ERROR_CHARACTERS:
+        return message
+    return f"{message[:MAX_ERROR_CHARACTERS]}... ({len(message) - MAX_ERROR_CHARACTERS:,} more characters)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except Lenet5Error as error:
-        print(f"lenet5: error: {error}", file=sys.stderr)
+        print(f"lenet5: error: {one_line(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("lenet5: interrupted", file=sys.stderr)
