@@ -173,8 +173,12 @@ def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
     run_dir = Path(run_dir)
     model, metadata = load_run(run_dir)
     history = read_history(run_dir)
+    target = run_dir / REPORT
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        # Not a report lenet5 made: replacing it could destroy something of the user's.
+        raise Lenet5Error(f"{target} exists and is not a report folder; move it away or remove it")
     try:
-        with atomic_directory(run_dir / REPORT) as building:
+        with atomic_directory(target) as building:
             _write_report(run_dir, model, metadata, history, building, index, data_dir)
     except OSError as error:
         kept = " (the previous report is kept)" if (run_dir / REPORT).is_dir() else ""
