@@ -186,3 +186,21 @@ def write_metadata_text(path: Path, valid: Path, edit: Callable[[str], str]) -> 
     members = members_of(valid)
     members[METADATA_KEY] = metadata_member(edit(json.dumps(metadata_of(members))))
     return write_members(path, members)
+
+
+DELETE = object()  # as a value for `set_field`: remove the key instead
+
+
+def set_field(key: str, value) -> Callable[[dict], None]:
+    """A metadata edit: set `key` (dotted, e.g. `training.epoch`) to `value`, or delete the
+    key if `value` is DELETE."""
+    def edit(metadata: dict) -> None:
+        *parents, last = key.split(".")
+        target = metadata
+        for parent in parents:
+            target = target[parent]
+        if value is DELETE:
+            del target[last]
+        else:
+            target[last] = value
+    return edit

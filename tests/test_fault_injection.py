@@ -22,6 +22,7 @@ from lenet5 import cli
 from lenet5.rundir import RunDirError, preprocess_like
 from lenet5.serialization import load_arrays, save_arrays
 
+from .crafted import DELETE, set_field
 from .test_cli import assert_one_line_error, lenet5
 
 TINY = ["--model", "relu", "--train-limit", "300", "--validation", "100", "--test-limit", "100", "--epochs", "1",
@@ -188,20 +189,6 @@ def craft_model(run_dir, change):
     save_arrays(run_dir / "model.npz", arrays, metadata)
 
 
-def setter(path, value):
-    def change(metadata):
-        *parents, last = path.split(".")
-        target = metadata
-        for key in parents:
-            target = target[key]
-        if value is DELETE:
-            del target[last]
-        else:
-            target[last] = value
-    return change
-
-
-DELETE = object()
 BAD_METADATA = {
     "method missing": ("preprocessing.method", DELETE, "preprocessing.method"),
     "method a number": ("preprocessing.method", 5, "preprocessing.method"),
@@ -237,7 +224,7 @@ def test_crafted_run_metadata_is_one_line_naming_the_file_and_field(run_copy, mn
     missing, class_names not 10 strings) is refused by evaluate, predict and report alike, in
     one line naming model.npz and the field, before any file is written."""
     path, value, field = BAD_METADATA[case]
-    craft_model(run_copy, setter(path, value))
+    craft_model(run_copy, set_field(path, value))
     before = snapshot(run_copy)
     for args in (["evaluate", run_copy, "--data-dir", mnist_dir], ["predict", run_copy, digit_png],
                  ["report", run_copy, "--data-dir", mnist_dir]):
@@ -248,7 +235,7 @@ def test_crafted_run_metadata_is_one_line_naming_the_file_and_field(run_copy, mn
 
 def test_standardize_needs_a_positive_std(run_copy, mnist_dir):
     """A standardising run whose std is 0 would divide by zero: refused, naming the field."""
-    craft_model(run_copy, setter("preprocessing", {"method": "standardize", "pad": 2, "mean": 0.1, "std": 0}))
+    craft_model(run_copy, set_field("preprocessing", {"method": "standardize", "pad": 2, "mean": 0.1, "std": 0}))
     assert_one_line_error(lenet5("evaluate", run_copy, "--data-dir", mnist_dir), "'preprocessing.std'", "positive")
 
 
