@@ -21,11 +21,13 @@ def _registrars() -> list[Registrar]:
     from .data import commands as data_commands
 
     registrars: list[Registrar] = [data_commands.register]
-    for module_name in ("lenet5.commands", "lenet5.report"):
+    for module_name in ("lenet5.commands", "lenet5.report", "lenet5.serve.commands", "lenet5.export.commands"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as error:
-            if error.name != module_name:
+            # Only a command module that is absent is skipped; one that fails to import
+            # something else is a bug to see. Each imports its optional library lazily.
+            if not module_name.startswith(str(error.name)):
                 raise
             continue
         registrars.append(module.register)
