@@ -1,7 +1,7 @@
 """Train every model of the zoo with its default settings and fixed seeds; print the table.
 
-    python benchmarks/accuracy.py                 # all models (about 20 minutes on 2 cores)
-    python benchmarks/accuracy.py --models relu   # some of them
+    python benchmarks/accuracy.py                 # every row (about 20 minutes on 2 cores)
+    python benchmarks/accuracy.py --rows relu     # some of them
 
 Each run is an ordinary `lenet5 train` command, run as printed, into runs/accuracy/<model>;
 the table (test accuracy, its bar, epochs, training time) goes to stdout, and
@@ -27,6 +27,11 @@ from lenet5.models import MODELS
 BARS = {"lenet5": 0.992, "relu": 0.990, "tanh": 0.988, "classic": 0.985, "simple-cnn": 0.992}
 
 
+# A row is a model trained with its defaults, or with the extra arguments named here: each
+# row's command is `lenet5 train --model MODEL --seed SEED --out DIR ... EXTRA`.
+ROWS: dict[str, tuple[str, list[str]]] = {name: (name, []) for name in MODELS}
+
+
 def _parameters(name: str) -> int:
     from lenet5.models import build_model
 
@@ -35,17 +40,20 @@ def _parameters(name: str) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--rows", default=",".join(MODELS), help=f"comma-separated, from: {', '.join(ROWS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/accuracy"))
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("accuracy.json"))
     args = parser.parse_args(argv)
     previous = json.loads(args.output.read_text()) if args.output.is_file() else {"models": {}}
     rows = previous.get("models", {})
-    for name in args.models.split(","):
+    for name in args.rows.split(","):
+        if name not in ROWS:
+            parser.error(f"unknown row {name!r}; known: {', '.join(ROWS)}")
+        model, extra = ROWS[name]
         run_dir = args.out / name
-        command = ["lenet5", "train", "--model", name, "--seed", str(args.seed), "--out", str(run_dir),
-                   "--overwrite", "--no-progress"]
+        command = ["lenet5", "train", "--model", model, "--seed", str(args.seed), "--out", str(run_dir),
+                   "--overwrite", "--no-progress", *extra]
         started = time.perf_counter()
         # The command line itself, so every row is a run anyone can repeat as printed.
         subprocess.run([sys.executable, "-m", "lenet5"] + command[1:], check=True)
@@ -56,7 +64,7 @@ def main(argv=None) -> int:
             "test_accuracy": metrics["test_accuracy"], "bar": BARS.get(name),
             "epochs": c["epochs"], "batch_size": c["batch_size"], "optimizer": c["optimizer"], "lr": c["lr"],
             "schedule": c["schedule"], "augment_shift": c["augment_shift"], "seed": c["seed"],
-            "workers": c.get("workers"), "parameters": _parameters(name),
+            "workers": c.get("workers"), "parameters": _parameters(model),
             "train_seconds": metrics["train_seconds"], "total_seconds": time.perf_counter() - started,
         }
         print(f"{name}: {metrics['test_accuracy'] * 100:.2f}%", flush=True)
