@@ -123,6 +123,8 @@ def twin(layer):
         return batch_norm_twin(layer)
     if isinstance(layer, ln.Dense):
         return lambda x, p: F.linear(x, p["weight"], p.get("bias"))
+    if isinstance(layer, ln.RBF):
+        return rbf_twin(layer)
     if isinstance(layer, ln.Dropout):
         def dropout(x, p):
             if layer._mask is None:
@@ -141,6 +143,29 @@ def twin(layer):
     }
     function = simple[type(layer)]
     return lambda x, p: function(x)
+
+
+def rbf_twin(layer):
+    """−Σ_j (x_j − c_ij)², written out, with the fixed centres copied when they are a buffer."""
+    fixed = None if layer.trainable else torch.tensor(layer.centers)
+
+    def rbf(x, p):
+        centers = p["centers"] if fixed is None else fixed.to(x.dtype)
+        return -((x[:, None, :] - centers[None, :, :]) ** 2).sum(dim=2)
+
+    return rbf
+
+
+def map_loss_twin(j):
+    """LeCun et al.'s MAP criterion on logits z = −y, summed (not averaged) over the patterns:
+    Σ_n [ −z_{n,D} + log(e^{−j} + Σ_i e^{z_{n,i}}) ], with labels as weight rows t."""
+
+    def loss(logits, targets):
+        rubbish = torch.full((logits.shape[0], 1), -j, dtype=logits.dtype)
+        log_total = torch.logsumexp(torch.cat([logits, rubbish], dim=1), dim=1)
+        return (targets.sum(dim=1) * log_total - (targets * logits).sum(dim=1)).sum()
+
+    return loss
 
 
 def batch_norm_twin(layer):

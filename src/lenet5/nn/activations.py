@@ -68,6 +68,10 @@ class ScaledTanh(Module):
     def backward(self, dout):
         return dout * (self.amplitude * self.slope) * (1 - self._tanh**2)
 
+    def backward_curvature(self, d2out):
+        """f′(a)²·d2out: the Gauss–Newton rule drops the f″(a)·∂E/∂f term."""
+        return d2out * ((self.amplitude * self.slope) * (1 - self._tanh**2)) ** 2
+
 
 class Softmax(Module):
     """exp(x_k − max x) / Σ_j exp(x_j − max x) over the feature axis.

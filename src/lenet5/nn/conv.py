@@ -90,6 +90,17 @@ class Conv2D(Module):
         dcolumns = weight.T @ dout_matrix                            # (C·KH·KW, N·OH·OW)
         return unpad(col2im(dcolumns, padded_shape, self.kernel_size, self.stride), self.padding)
 
+    def backward_curvature(self, d2out):
+        # Each (output, input) pair is linked by one weight, and each (output, weight) pair by
+        # one input pixel, so the squared Jacobian is weight² for x and column² for the weight.
+        padded_shape, columns, weight = self._cache
+        d2out_matrix = d2out.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)  # (F, N·OH·OW)
+        self.weight.curvature += self.masked((d2out_matrix @ (columns**2).T).reshape(self.weight.shape))
+        if self.bias is not None:
+            self.bias.curvature += d2out_matrix.sum(axis=1)
+        d2columns = (weight**2).T @ d2out_matrix
+        return unpad(col2im(d2columns, padded_shape, self.kernel_size, self.stride), self.padding)
+
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")

@@ -52,6 +52,13 @@ class Dense(Module):
             self.bias.grad += dout.sum(axis=0)
         return dout @ self.weight.value.astype(dout.dtype, copy=False)
 
+    def backward_curvature(self, d2out):
+        # ∂²E/∂x_j² = Σ_i W_ij² ∂²E/∂y_i²  and  ∂²E/∂W_ij² = Σ_n ∂²E/∂y_ni² · x_nj².
+        self.weight.curvature += d2out.T @ self._x**2
+        if self.bias is not None:
+            self.bias.curvature += d2out.sum(axis=0)
+        return d2out @ self.weight.value.astype(d2out.dtype, copy=False) ** 2
+
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}" + ("" if self.bias is not None else ", bias=False")
 
@@ -72,3 +79,6 @@ class Flatten(Module):
 
     def backward(self, dout):
         return dout.reshape(self._shape)
+
+    def backward_curvature(self, d2out):
+        return d2out.reshape(self._shape)

@@ -44,6 +44,14 @@ class Module:
         """Gradient of the loss w.r.t. the last forward's input; fills parameter gradients."""
         raise NotImplementedError
 
+    def backward_curvature(self, d2out: np.ndarray) -> np.ndarray:
+        """The Gauss–Newton diagonal second derivative w.r.t. the last forward's input,
+        diag(Jᵀ diag(d2out) J); adds the same for each parameter into `parameter.curvature`.
+        Only the layers of LeNet-5 (1998) have it; see `curvature.py` for the rule."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no backward_curvature: the second-order pass (for SDLM) covers "
+            "the layers of LeNet-5 (1998): Conv2D, Subsampling, ScaledTanh, Dense, Flatten, RBF, Sequential")
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 

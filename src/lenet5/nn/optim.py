@@ -1,5 +1,7 @@
 """Optimisers: built from `model.parameters()`, each with `step()` and `zero_grad()`.
 
+SGD, Adam, AdamW, and SDLM, LeNet-5's (1998) stochastic diagonal Levenberg–Marquardt.
+
 Each update rule is a small function of (value, grad, state, hyperparameters) that reads like
 its paper; the classes only hold hyperparameters and per-parameter state, so no optimiser
 ever special-cases a layer.
@@ -47,6 +49,16 @@ def adam_update(value, grad, state, lr, weight_decay, beta1, beta2, eps, step, d
     step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
     # eps is scaled so the update equals lr·m̂ / (sqrt(v̂) + eps) exactly.
     value -= step_size * mean / (np.sqrt(sq) + eps * math.sqrt(1 - beta2**step))
+
+
+def sdlm_update(value, grad, state, lr, weight_decay, mu):
+    """LeCun et al. (1998, appendix C): ε_k = η / (μ + h_kk);  θ_k ← θ_k − ε_k·(g_k + λθ_k).
+
+    h is the Gauss–Newton diagonal of ∂²E/∂θ², held fixed in `state["h"]` between calls to
+    `SDLM.set_curvature`; μ keeps the step finite where the curvature is near zero."""
+    if weight_decay:
+        grad = grad + weight_decay * value
+    value -= lr / (mu + state["h"]) * grad
 
 
 class Optimizer:
@@ -199,3 +211,59 @@ class AdamW(Adam):
 
     def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(parameters, lr, betas, eps, weight_decay, decoupled_weight_decay=True)
+
+
+class SDLM(Optimizer):
+    """Stochastic diagonal Levenberg–Marquardt (LeCun et al. 1998, appendix C).
+
+    Each parameter θ_k gets its own step ε_k = lr / (mu + h_kk), where h_kk is the
+    Gauss–Newton diagonal second derivative of the loss, averaged over some patterns (500 in
+    the paper) before each pass and held fixed during it. The loop is:
+
+        estimate_curvature(model, loss, x[:500], y[:500])   # fills each parameter's .curvature
+        optimizer.set_curvature()                           # h ← curvature, until the next call
+        for each batch: forward, loss, backward, optimizer.step()
+
+    Args:
+        parameters: a list of `Parameter`. lr: η, > 0 (the paper's schedule is
+            `EpochListLR.lecun_1998`). mu: μ > 0. weight_decay: L2 coefficient λ ≥ 0, added
+            to the gradient before the step.
+
+    h lives in the flat state as `state["h"]`, like Adam's moments, so `state_dict()` saves
+    it and `load_state_dict()` restores it exactly. `step()` before the first
+    `set_curvature()` (or a loaded h) is an error: a step of lr/mu is fifty times the step
+    the paper intends.
+    """
+
+    name = "sdlm"
+
+    def __init__(self, parameters, lr: float = 5e-4, mu: float = 0.02, weight_decay: float = 0.0) -> None:
+        super().__init__(parameters, lr, weight_decay)
+        if not (isinstance(mu, (int, float)) and mu > 0):
+            raise ValueError(f"SDLM: mu must be > 0, found {mu!r}")
+        self.mu = float(mu)
+
+    def set_curvature(self) -> None:
+        """h ← each parameter's `curvature` (already averaged over patterns), copied, so
+        later changes to `curvature` leave the steps alone until the next call."""
+        if not self._flat():
+            self.flatten_parameters()
+        h = np.empty_like(self.flat_value)
+        for span, parameter in zip(self.slices, self.parameters):
+            h[span] = parameter.curvature.reshape(-1)
+        if not (np.isfinite(h).all() and (h >= 0).all()):
+            raise ValueError("SDLM.set_curvature: curvature must be finite and >= 0; "
+                             "fill it with estimate_curvature first")
+        self.state["h"] = h
+
+    def step(self) -> None:
+        if "h" not in self.state:
+            raise RuntimeError("SDLM.step: no curvature yet; call estimate_curvature(...) and "
+                               "set_curvature() before the first step")
+        super().step()
+
+    def _update(self, value, grad, state):
+        sdlm_update(value, grad, state, self.lr, self.weight_decay, self.mu)
+
+    def __repr__(self) -> str:
+        return f"SDLM(lr={self.lr}, mu={self.mu}, weight_decay={self.weight_decay})"

@@ -162,5 +162,13 @@ class Subsampling(_Pool2D):
         dsums = dout * self.weight.value.astype(dout.dtype)[None, :, None, None]
         return window_sum_backward(dsums, input_shape, self.kernel_size, self.stride)
 
+    def backward_curvature(self, d2out):
+        # ∂out/∂x = weight[c] for every pixel of the window, ∂out/∂weight[c] = the window's sum.
+        sums, input_shape = self._cache
+        self.weight.curvature += (d2out * sums**2).sum(axis=(0, 2, 3))
+        self.bias.curvature += d2out.sum(axis=(0, 2, 3))
+        d2sums = d2out * (self.weight.value.astype(d2out.dtype) ** 2)[None, :, None, None]
+        return window_sum_backward(d2sums, input_shape, self.kernel_size, self.stride)
+
     def extra_repr(self):
         return f"{self.channels}, kernel_size={self.kernel_size}"

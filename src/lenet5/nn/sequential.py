@@ -71,6 +71,11 @@ class Sequential(Module, Predicting):
             dout = layer.backward(dout)
         return dout
 
+    def backward_curvature(self, d2out):
+        for layer in reversed(self.layers):
+            d2out = layer.backward_curvature(d2out)
+        return d2out
+
     def output_shape(self, input_shape):
         for layer in self.layers:
             input_shape = layer.output_shape(input_shape)
@@ -86,28 +91,41 @@ class Sequential(Module, Predicting):
 
     # -- inspection ----------------------------------------------------------------------
     def summary(self, input_shape=None, print_fn: Callable[[str], None] | None = print) -> str:
-        """A Keras-style table of layers, output shapes and parameter counts, from shapes alone."""
+        """A Keras-style table of layers, output shapes, connections and parameter counts, from
+        shapes alone.
+
+        Per layer: connections as LeCun et al. (1998) count them (each output unit's inputs,
+        its bias included, times the output units; 0 for element-wise layers); trainable
+        parameters (weights a connection table masks out are not: C3 of LeNet-5 has 1,516, not
+        the 2,416 of a dense 5×5×6×16); fixed ones (buffers: BatchNorm's statistics, fixed RBF
+        centres); and Param #, the two together.
+        """
         shape = tuple(input_shape) if input_shape is not None else self.input_shape
         if shape is None:
             raise ValueError("Sequential.summary: give input_shape (one sample, e.g. (1, 28, 28))")
-        rows = [("Layer (type)", "Output Shape", "Param #")]
+        rows = [("Layer (type)", "Output Shape", "Connections", "Trainable", "Fixed", "Param #")]
+        connections = trainable = frozen = 0
         for name, layer in zip(self.layer_names, self.layers):
-            shape = layer.output_shape(shape)
-            count = layer.num_parameters() + layer.num_parameters(trainable=False)
-            rows.append((f"{name} ({type(layer).__name__})", str((None,) + tuple(shape)), f"{count:,}"))
-        widths = [max(len(row[i]) for row in rows) + 3 for i in range(3)]
+            input_of_layer, shape = shape, layer.output_shape(shape)
+            links, learnt, fixed = (layer_connections(layer, input_of_layer, shape), trainable_count(layer),
+                                    layer.num_parameters(trainable=False))
+            connections, trainable, frozen = connections + links, trainable + learnt, frozen + fixed
+            rows.append((f"{name} ({type(layer).__name__})", str((None,) + tuple(shape)),
+                         f"{links:,}", f"{learnt:,}", f"{fixed:,}", f"{learnt + fixed:,}"))
+        widths = [max(len(row[i]) for row in rows) + 3 for i in range(len(rows[0]))]
         line_width = sum(widths)
 
         def format_row(row):
-            return row[0].ljust(widths[0]) + row[1].ljust(widths[1]) + row[2].rjust(widths[2] - 3)
+            return row[0].ljust(widths[0]) + row[1].ljust(widths[1]) + "".join(
+                cell.rjust(width) for cell, width in zip(row[2:], widths[2:]))
 
         itemsize = self.parameters()[0].value.itemsize if self.parameters() else 4
-        trainable, frozen = self.num_parameters(), self.num_parameters(trainable=False)
         lines = [f'Model: "{self.name}"', "-" * line_width, format_row(rows[0]), "=" * line_width]
         lines += [format_row(row) for row in rows[1:]]
         lines += ["=" * line_width]
         for label, count in (("Total", trainable + frozen), ("Trainable", trainable), ("Non-trainable", frozen)):
             lines.append(f"{label} params: {count:,} ({_bytes(count * itemsize)})")
+        lines.append(f"Connections: {connections:,}")
         lines.append("-" * line_width)
         text = "\n".join(lines)
         if print_fn is not None:
@@ -124,3 +142,40 @@ def _bytes(count: int) -> str:
             return f"{count:.2f} {unit}"
         count /= 1024
     return f"{count:.2f} MB"
+
+
+def trainable_count(layer: Module) -> int:
+    """The layer's trainable parameters, leaving out weights its connection table masks (they
+    stay zero and get zero gradient: Conv2D's `connections`)."""
+    count = layer.num_parameters()
+    table = getattr(layer, "connections", None)
+    if table is not None:
+        kh, kw = layer.kernel_size
+        count -= int((~table).sum()) * kh * kw
+    return count
+
+
+def layer_connections(layer: Module, input_shape, output_shape) -> int:
+    """Connections as LeCun et al. (1998) count them: for each output unit, its inputs and its
+    bias; 0 for layers that act on each value alone (activations, BatchNorm, Flatten)."""
+    from .conv import Conv2D
+    from .dense import Dense
+    from .pooling import AvgPool2D, MaxPool2D, Subsampling
+    from .rbf import RBF
+
+    units = int(np.prod(output_shape))
+    if isinstance(layer, Conv2D):
+        kh, kw = layer.kernel_size
+        inputs_seen = (np.full(layer.out_channels, layer.in_channels) if layer.connections is None
+                       else layer.connections.sum(axis=1))
+        per_map = inputs_seen * kh * kw + (layer.bias is not None)
+        return int(per_map.sum()) * units // layer.out_channels
+    if isinstance(layer, Dense):
+        return units * (layer.in_features + (layer.bias is not None))
+    if isinstance(layer, Subsampling):
+        return units * (layer.kernel_size[0] * layer.kernel_size[1] + 1)
+    if isinstance(layer, (AvgPool2D, MaxPool2D)):
+        return units * layer.kernel_size[0] * layer.kernel_size[1]
+    if isinstance(layer, RBF):
+        return units * layer.in_features
+    return 0
