@@ -4,7 +4,8 @@ For each model and batch size, rounds alternate lenet5 and PyTorch so drift in t
 (thermal, other load) hits both, and which side goes first alternates too. It prints
 training seconds per epoch (median, min, max), inference images per second, peak memory,
 both sides' time per layer type (PyTorch's from torch.profiler's operator times), and the
-arithmetic floor (FLOPs per epoch over a measured matrix-multiply rate), and the optimisation
+arithmetic floor (FLOPs per epoch over a measured matrix-multiply rate), the cost of the training
+distortions beside a training step's (`--augment-only` for that alone), and the optimisation
 ladder (the reference engine, then each speed-up of the fast engine added in turn); it
 writes results.json.
 
@@ -464,6 +465,50 @@ def matmul_rate(size=1024, repeats=10) -> float:
 
 
 # -- report --------------------------------------------------------------------------------
+def augmentation_cost(model_name="lenet5", batch_size=128, images=12_800, rounds=3, seed=0):
+    """Seconds to distort one epoch's images (EPOCH, in batches) with each kind at strength 1,
+    beside the seconds of one epoch's training steps on the same batches (the fast engine on
+    `Lenet5Side.workers` processes): what `lenet5 train --augment KIND` adds per epoch."""
+    from lenet5.data.augment import KINDS, distort
+
+    x, y, _, _ = load_data(model_name)
+    x, y = x[:images], y[:images]
+    rng = np.random.default_rng(seed)
+    batches = [x[start: start + batch_size] for start in range(0, images, batch_size)]
+    per_epoch = EPOCH / images
+    result = {"batch_size": batch_size, "kinds": {}}
+    for kind in KINDS[1:]:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for batch in batches:
+                distort(batch, kind, 1.0, rng, fill=float(x.min()))
+            times.append((time.perf_counter() - started) * per_epoch)
+        result["kinds"][kind] = min(times)
+    side = Lenet5Side(model_name, seed)
+    try:
+        order = np.arange(images)
+        side.train(x, y, batch_size, order[: batch_size * 4])  # warm-up: workers started, buffers made
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            side.train(x, y, batch_size, order)
+            times.append((time.perf_counter() - started) * per_epoch)
+        result["training_seconds_per_epoch"] = min(times)
+    finally:
+        side.close()
+    return result
+
+
+def print_augmentation_cost(model_name, cost):
+    training = cost["training_seconds_per_epoch"]
+    print(f"== distortions of {model_name}'s training images, batch {cost['batch_size']}, per epoch "
+          f"of {EPOCH:,} images (training steps: {training:.2f} s)")
+    for kind, seconds in cost["kinds"].items():
+        print(f"  {kind:<10}{seconds:>6.2f} s  ({seconds / training * 100:4.1f}% of the steps' time, "
+              f"{seconds / EPOCH * cost['batch_size'] * 1000:.2f} ms a batch)")
+
+
 def stats(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -487,9 +532,16 @@ def main(argv=None):
                         help=f"lenet5's processes (DataParallel); PyTorch runs {THREADS} threads")
     parser.add_argument("--ladder", default="lenet5", help="models for the optimisation ladder ('' for none)")
     parser.add_argument("--ladder-batch-size", type=int, default=64)
+    parser.add_argument("--augment-only", action="store_true",
+                        help="only the cost of the training distortions beside a training step's (seconds)")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args(argv)
     Lenet5Side.workers = args.workers
+    if args.augment_only:
+        cost = augmentation_cost(images=min(args.images, 12_800))
+        print_augmentation_cost("lenet5", cost)
+        print(json.dumps(cost))
+        return 0
     import torch
 
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -539,6 +591,8 @@ def main(argv=None):
         print_split(split, torch_split)
         print()
         report["models"][model_name] = entry
+    report["augmentation"] = augmentation_cost(images=min(args.images, 12_800))
+    print_augmentation_cost("lenet5", report["augmentation"])
     report["ladder"] = {}
     for model_name in filter(None, args.ladder.split(",")):
         ladder = optimisation_ladder(model_name, args.ladder_batch_size, min(args.images, 12_800),

@@ -10,7 +10,7 @@ import pytest
 
 # Without the model's default augmentation: three epochs of 1,200 images are too few for it.
 SMALL = ["--model", "relu", "--train-limit", "1500", "--validation", "300", "--test-limit", "500",
-         "--epochs", "3", "--batch-size", "64", "--augment-shift", "0", "--no-progress"]
+         "--epochs", "3", "--batch-size", "64", "--augment", "none", "--no-progress"]
 
 
 def lenet5(*args, check=False, env=None, **kwargs):

@@ -26,7 +26,7 @@ from .crafted import DELETE, set_field
 from .test_cli import assert_one_line_error, lenet5
 
 TINY = ["--model", "relu", "--train-limit", "300", "--validation", "100", "--test-limit", "100", "--epochs", "1",
-        "--batch-size", "64", "--augment-shift", "0", "--no-progress", "--workers", "1"]
+        "--batch-size", "64", "--augment", "none", "--no-progress", "--workers", "1"]
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 

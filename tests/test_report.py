@@ -31,7 +31,7 @@ def report(request, tmp_path_factory, mnist_dir):
 def test_every_picture_is_a_real_png(report):
     run_dir, page = report
     names = ["training_curves.png", "confusion_matrix.png", "filters_conv1.png", "filters_conv2.png",
-             "feature_maps.png", "confident_errors.png"]
+             "feature_maps.png", "confident_errors.png", "distortions.png"]
     for name in names:
         with PIL.open(run_dir / "report" / name) as image:
             image.verify()
@@ -90,7 +90,7 @@ def test_the_page_renders_in_headless_chromium_with_every_image_loaded(report, t
              f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
     dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120)
-    assert 'data-images-loaded="6/6"' in dom.stdout, dom.stderr[-2000:]
+    assert 'data-images-loaded="7/7"' in dom.stdout, dom.stderr[-2000:]  # with distortions.png
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr.upper().replace("CONSOLE(", "")
     shot = tmp_path / "page.png"
     subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,3000", page.as_uri()],

@@ -138,9 +138,11 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, closing, interrupt_at
     # steps 3: mid-epoch; 6: an epoch boundary; 13: the last epoch; 4 with random shifts;
     # and batches split over two processes. The model has two Dropout layers.
     splits = synthetic_splits()
-    config = small_config(optimizer="momentum", augment_shift=augment, workers=workers)
+    shifts = dict(augment="shift" if augment else "none", augment_strength=augment / 2,  # ±augment pixels
+                  augment_delay=0)
+    config = small_config(optimizer="momentum", workers=workers, **shifts)
     reference, _, _ = run(tmp_path, closing, "reference", splits=splits, optimizer="momentum",
-                          augment_shift=augment, workers=workers)
+                          workers=workers, **shifts)
 
     run_dir = tmp_path / "interrupted"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
@@ -227,7 +229,8 @@ def test_run_directory_is_never_mixed_up(tmp_path, closing):
 @pytest.mark.parametrize("field, value, expected", [
     ("optimizer", "rmsprop", "unknown optimizer"), ("schedule", "warm", "unknown schedule"),
     ("epochs", 0, "epochs must be a positive integer"), ("lr", -1.0, "lr must be > 0"),
-    ("model", "lenet7", "unknown model"), ("augment_shift", 20, "augment_shift must be an integer in 0..8"),
+    ("model", "lenet7", "unknown model"), ("augment", "blur", "unknown augment 'blur'"),
+    ("augment_strength", 5.0, "augment_strength must be a number in 0..4"),
     ("workers", 0, "workers must be a positive integer"),
 ])
 def test_bad_settings_are_one_line_errors(field, value, expected):
@@ -254,7 +257,7 @@ def test_each_epoch_draws_a_new_permutation_of_every_image(tmp_path, closing):
     splits = synthetic_splits(n_train=50)
     run_dir = tmp_path / "perm"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
-    trainer = make_trainer(run_dir, small_config(epochs=2, batch_size=16, augment_shift=0), splits,
+    trainer = make_trainer(run_dir, small_config(epochs=2, batch_size=16, augment="none"), splits,
                            engine=Recording)
     closing(trainer)
     trainer.fit()

@@ -38,7 +38,7 @@ def _checked(kind, what: str, allowed):
 positive_int = _checked(int, "a positive integer", lambda v: v >= 1)
 non_negative_int = _checked(int, "an integer >= 0", lambda v: v >= 0)
 seed = _checked(int, f"an integer in 0..{SEED_LIMIT - 1}", lambda v: 0 <= v < SEED_LIMIT)
-shift_pixels = _checked(int, "an integer in 0..8 (pixels)", lambda v: 0 <= v <= 8)
+augment_strength = _checked(float, "a number in 0..4", lambda v: 0 <= v <= 4)  # lenet5.data.augment.MAX_STRENGTH
 positive_float = _checked(float, "a positive number", lambda v: v > 0)
 non_negative_float = _checked(float, "a number >= 0", lambda v: v >= 0)
 momentum = _checked(float, "a number in [0, 1)", lambda v: 0 <= v < 1)

@@ -28,7 +28,7 @@ from . import __version__
 from .errors import CheckpointError, Lenet5Error
 from .models import build_model
 from .nn import Dropout
-from .recipe import TrainConfig, make_optimizer
+from .recipe import TrainConfig, make_optimizer, upgrade_saved
 from .serialization import check_weights, load_arrays, save_arrays
 
 
@@ -174,7 +174,9 @@ TRAINING_FIELDS = {"epoch": True, "step": True, "partial": True, "history": True
                    "dropout_rng_states": True, "epoch_start_shuffle_state": False}
 # A history row: field -> may be None (no validation images: no validation metrics).
 HISTORY_FIELDS = {"epoch": False, "lr": False, "loss": False, "accuracy": False, "val_loss": True,
-                  "val_accuracy": True, "seconds": False, "images_per_second": True}
+                  "val_accuracy": True, "test_loss": True, "test_accuracy": True, "seconds": False,
+                  "images_per_second": True}
+HISTORY_FIELDS_ADDED = {"test_loss", "test_accuracy"}  # absent from the rows of an older lenet5's runs
 
 
 def _check_config(hyperparameters: Any, architecture: str, where: str) -> TrainConfig:
@@ -182,6 +184,7 @@ def _check_config(hyperparameters: Any, architecture: str, where: str) -> TrainC
     as `lenet5 train` would validate it."""
     if not isinstance(hyperparameters, dict):
         raise CheckpointError(f"{where}: not a checkpoint of this lenet5 (it lacks its hyperparameters)")
+    hyperparameters = upgrade_saved(hyperparameters)  # an older lenet5's run resumes too
     hints = get_type_hints(TrainConfig)
     for config_field in fields(TrainConfig):
         if config_field.name not in hyperparameters:
@@ -281,13 +284,14 @@ def _check_history(history: Any, epoch: int, where: str) -> None:
         raise CheckpointError(f"{where}: training history must be a list of {epoch} rows (one per epoch done), "
                               f"found {_short(history)}")
     for index, row in enumerate(history):
-        if not isinstance(row, dict) or set(row) != set(HISTORY_FIELDS):
+        required = set(HISTORY_FIELDS) - HISTORY_FIELDS_ADDED
+        if not isinstance(row, dict) or not required <= set(row) <= set(HISTORY_FIELDS):
             raise CheckpointError(f"{where}: training history row {index + 1} must hold exactly "
                                   f"{', '.join(HISTORY_FIELDS)}")
         if row["epoch"] != index + 1 or isinstance(row["epoch"], bool):
             raise CheckpointError(f"{where}: training history row {index + 1} says epoch {_short(row['epoch'])}")
         for name, may_be_none in HISTORY_FIELDS.items():
-            if not (may_be_none and row[name] is None):
+            if not (may_be_none and row.get(name) is None):
                 _amount(row[name], f"training history row {index + 1} {name}", where)
 
 
@@ -310,6 +314,8 @@ def _optimizer_state_shapes(config: TrainConfig, model, where: str) -> dict[str,
     except ValueError as error:
         raise CheckpointError(f"{where}: hyperparameters: {error}") from None
     optimizer.zero_grad()
+    if hasattr(optimizer, "set_curvature"):  # SDLM steps only with a curvature (zero here)
+        optimizer.set_curvature()
     optimizer.step()
     return {name: np.shape(value) for name, value in optimizer.state_dict().items()}
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .arguments import (
-    directory_path, momentum, non_negative_float, non_negative_int, positive_float, positive_int, seed,
-    shift_pixels, worker_count,
+    augment_strength, directory_path, momentum, non_negative_float, non_negative_int, positive_float, positive_int,
+    seed, worker_count,
 )
 from .errors import Lenet5Error
 from .models import MODELS, get_spec
@@ -28,8 +28,10 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser("predict", help="classify images of handwritten digits")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG, JPEG, ... files")
-    parser.add_argument("--top", type=int, default=3, help="how many classes to show (3)")
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                        help="PNG, JPEG, ... files, or directories (their image files, sorted)")
+    parser.add_argument("--top", type=positive_int, default=3, help="how many classes to show (3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document with an entry per image")
     parser.set_defaults(handler=predict_command)
 
     parser = subparsers.add_parser("summary", help="print a model's layers and parameter counts")
@@ -46,8 +48,9 @@ def register(subparsers) -> None:
 
 
 def _register_train(subparsers) -> None:
+    from .data.augment import KINDS
     from .engine import AUTO_WORKERS_MAX
-    from .recipe import OPTIMIZERS, SCHEDULES
+    from .recipe import OPTIMIZERS, ORDERS, SCHEDULES
 
     parser = subparsers.add_parser("train", help="train a model and report its test accuracy")
     # None for "not given": --resume refuses settings it would otherwise have to ignore.
@@ -60,8 +63,18 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--momentum", type=momentum, help="in [0, 1) (0.9 for momentum and nesterov)")
     parser.add_argument("--weight-decay", type=non_negative_float)
     parser.add_argument("--schedule", choices=SCHEDULES)
-    parser.add_argument("--augment-shift", type=shift_pixels, metavar="PIXELS",
-                        help="random translations of up to PIXELS while training (model default)")
+    parser.add_argument("--mu", type=positive_float, help="SDLM's μ: the step is lr/(mu + h) (0.02)")
+    parser.add_argument("--order", choices=ORDERS,
+                        help="shuffle: a new order each epoch; fixed: one random order, kept (model default)")
+    parser.add_argument("--augment", choices=KINDS,
+                        help="distortions of the training images: integer shifts, affine maps, or affine "
+                             "maps with elastic deformations (model default)")
+    parser.add_argument("--augment-strength", type=augment_strength, metavar="X",
+                        help="the distortions' ranges times X: 1 the usual (±2 pixels, ±10°, ...), 0 none "
+                             "(model default)")
+    parser.add_argument("--augment-delay", type=non_negative_int, metavar="EPOCHS",
+                        help="train the first EPOCHS epochs on the images as drawn, distorting only after "
+                             "them; 0: from the first step (model default)")
     parser.add_argument("--validation", type=non_negative_int, help="training images held out (5000)")
     parser.add_argument("--seed", type=seed, help="(0)")
     parser.add_argument("--out", type=directory_path, help="run directory (runs/<model>-<dataset>-<time>)")
@@ -71,6 +84,8 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--train-limit", type=positive_int, help="train on the first N images only")
     parser.add_argument("--test-limit", type=positive_int, help="test on the first N images only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--track-test", action="store_true",
+                        help="evaluate the test set after every epoch, into the history (for curves; picks nothing)")
     parser.add_argument("--workers", type=worker_count, metavar="N",
                         help="processes each batch is split over, one per core; 'auto': the cores this "
                              f"process may use, at most {AUTO_WORKERS_MAX} (auto; with --resume, the "
@@ -80,7 +95,8 @@ def _register_train(subparsers) -> None:
 
 # What a run was started with; a resumed run keeps them (its checkpoint holds them).
 RUN_SETTINGS = ("--model", "--dataset", "--batch-size", "--optimizer", "--lr", "--momentum", "--weight-decay",
-                "--schedule", "--augment-shift", "--validation", "--seed", "--train-limit", "--test-limit")
+                "--schedule", "--mu", "--order", "--augment", "--augment-strength", "--augment-delay",
+                "--validation", "--seed", "--train-limit", "--test-limit")
 
 
 def _field(option: str) -> str:
@@ -93,7 +109,6 @@ def train_command(args) -> int:
     from .checkpoint import Checkpoint
     from .engine import auto_workers, make_engine
     from .models import build_model
-    from .nn import SoftmaxCrossEntropy
     from .recipe import TrainConfig, make_optimizer, make_schedule, seeds
     from .rundir import CHECKPOINT, claim_run_dir, prepare_run_dir
     from .splits import load_splits
@@ -106,8 +121,10 @@ def train_command(args) -> int:
         given = {_field(option): getattr(args, _field(option)) for option in RUN_SETTINGS + ("--epochs",)}
         given = {name: value for name, value in given.items() if value is not None}
         config = TrainConfig(  # what was not given takes TrainConfig's and the model's defaults
-            **given, workers=args.workers if args.workers is not None else auto_workers(),
+            **given, workers=args.workers if args.workers is not None else 1, track_test=args.track_test,
         ).resolved()  # bad settings are rejected before any directory is made
+        if args.workers is None:
+            config.workers = auto_workers(config.batch_size)
         if args.out is None:
             args.out = Path("runs") / f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     # Locked from here to the last file written. An old run in --out stays untouched while the
@@ -124,13 +141,15 @@ def train_command(args) -> int:
                 config.epochs = args.epochs
             if args.workers is not None:  # else the count it was saved with: 2 processes round unlike 1
                 config.workers = args.workers
+            if args.track_test:
+                config.track_test = True
             config = config.resolved()
         splits = load_splits(config, data_dir=args.data_dir)
         model = build_model(config.model, seed=seeds(config).init)
         optimizer = make_optimizer(config, model.parameters())
         engine = make_engine(model, config.workers)
         try:
-            trainer = Trainer(model, optimizer, make_schedule(config), SoftmaxCrossEntropy(), engine,
+            trainer = Trainer(model, optimizer, make_schedule(config), get_spec(config.model).make_loss(), engine,
                               config=config, splits=splits, run_dir=args.out, progress=not args.no_progress)
             processes = f"{config.workers} process{'es' if config.workers > 1 else ''}"
             if args.resume:
@@ -142,7 +161,7 @@ def train_command(args) -> int:
                 print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images "
                       f"({len(splits.x_val):,} held out for validation), {config.epochs} epochs, "
                       f"batch {config.batch_size}, {config.optimizer} lr {config.lr:g} ({config.schedule}), "
-                      f"seed {config.seed}, {processes}", flush=True)
+                      f"{_distortions(config)}, seed {config.seed}, {processes}", flush=True)
             try:
                 trainer.fit()
             except KeyboardInterrupt:
@@ -156,6 +175,13 @@ def train_command(args) -> int:
     return 0
 
 
+def _distortions(config) -> str:
+    if config.augment == "none" or config.augment_strength == 0:
+        return "no distortions"
+    delay = f", after epoch {config.augment_delay}" if config.augment_delay else ""
+    return f"{config.augment} distortions (strength {config.augment_strength:g}{delay})"
+
+
 def evaluate_command(args) -> int:
     from .data import load_dataset
     from .engine import make_engine
@@ -166,7 +192,8 @@ def evaluate_command(args) -> int:
     dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=args.data_dir)
     engine = make_engine(model)
     try:
-        metrics = evaluate(engine, preprocess_like(dataset.test_images, metadata), dataset.test_labels)
+        metrics = evaluate(engine, preprocess_like(dataset.test_images, metadata), dataset.test_labels,
+                           loss_fn=get_spec(metadata["architecture"]).make_loss())
     finally:
         engine.close()
     if args.json:
@@ -178,27 +205,79 @@ def evaluate_command(args) -> int:
 
 
 def predict_command(args) -> int:
-    from .image import load_digit
-    from .rundir import load_run, preprocess_like
+    """Classify each image (a directory: its image files); one batched forward pass for all.
 
-    model, metadata = load_run(args.run_dir)
-    names = metadata.get("class_names") or [str(i) for i in range(10)]
-    failures = 0
-    for path in args.images:
+    An image that cannot be read is reported in one line and the others are still classified;
+    the exit status is then 1.
+    """
+    from .classifier import load
+    from .image import prepare_digit
+
+    classifier = load(args.run_dir)
+    names = classifier.class_names
+    paths, skipped, failures = _image_paths(args.images)
+    digits, errors = {}, {}
+    for path in paths:
         try:
-            digit = load_digit(path)
+            digits[path] = prepare_digit(path)
         except Lenet5Error as error:
+            errors[path] = str(error)
             print(f"lenet5: error: {error}", file=sys.stderr)
-            failures += 1
+    read = list(digits)
+    rows = classifier.probabilities(np.stack([digits[path].pixels for path in read])) if read else []
+    probabilities = dict(zip(read, rows))
+    top = min(args.top, len(names))
+    entries = []
+    for path in paths:
+        if path in errors:
+            entries.append({"file": str(path), "error": errors[path]})
             continue
-        with np.errstate(all="ignore"):  # overflow is reported below, in one line
-            probabilities = model.predict_proba(preprocess_like(digit[None], metadata))[0]
-        if not np.isfinite(probabilities).all():
-            raise Lenet5Error(f"{args.run_dir}: the model's outputs for {path} are not finite numbers")
-        best = np.argsort(probabilities)[::-1][: max(1, args.top)]
-        ranked = "  ".join(f"{names[i]} {probabilities[i] * 100:5.1f}%" for i in best)
-        print(f"{path}: {names[best[0]]}   ({ranked})")
-    return 1 if failures else 0
+        digit, row = digits[path], probabilities[path]
+        best = np.argsort(row, kind="stable")[::-1][:top]
+        entries.append({"file": str(path), "label": int(best[0]), "name": names[best[0]],
+                        "probabilities": [float(p) for p in row],
+                        "top": [{"label": int(i), "name": names[i], "probability": float(row[i])} for i in best],
+                        "preprocessing": {"verdict": digit.verdict, "confidence": round(digit.confidence, 3)}})
+    if args.json:
+        print(json.dumps({"run": str(args.run_dir), "model": classifier.name, "images": entries,
+                          "skipped": [str(path) for path in skipped]}, indent=2))
+    else:
+        for entry in entries:
+            if "error" in entry:
+                continue
+            ranked = "  ".join(f"{item['name']} {item['probability'] * 100:5.1f}%" for item in entry["top"])
+            verdict = entry["preprocessing"]
+            doubt = "" if verdict["verdict"] == "one digit" else \
+                f"   [preprocessing: {verdict['verdict']}, confidence {verdict['confidence']:.2f}]"
+            print(f"{entry['file']}: {entry['name']}   ({ranked}){doubt}")
+    return 1 if errors or failures else 0
+
+
+def _image_paths(arguments: list[Path]) -> tuple[list[Path], list[Path], int]:
+    """(images to classify, files skipped, directories without images): a file argument as
+    given (a wrong one is reported when read); a directory's image files, sorted, with a note
+    on stderr for each other file."""
+    from .image import image_extensions
+
+    extensions = image_extensions()
+    paths, skipped, failures = [], [], 0
+    for argument in arguments:
+        if not argument.is_dir():
+            paths.append(argument)
+            continue
+        found = 0
+        for entry in sorted(argument.iterdir()):
+            if entry.is_file() and entry.suffix.lower() in extensions:
+                paths.append(entry)
+                found += 1
+            else:
+                skipped.append(entry)
+                kind = "a directory" if entry.is_dir() else "not an image file"
+                print(f"lenet5: note: skipped {entry} ({kind})", file=sys.stderr)
+        if not found:
+            print(f"lenet5: error: {argument}: no image files in this directory", file=sys.stderr)
+            failures += 1
+    return paths, skipped, failures
 
 
 def summary_command(args) -> int:

@@ -16,12 +16,18 @@ import os
 AUTO_WORKERS_MAX = 2
 
 
-def auto_workers() -> int:
-    """The cores this process may use, at most AUTO_WORKERS_MAX; 1 where BLAS threads cannot
-    be limited (no threadpoolctl), since processes on multi-threaded BLAS slow each other."""
+# Below this many images a batch is not split: each process's share would be a handful of
+# images, whose step costs less than the transport around it (lenet5-1998 trains on batches of 4).
+SPLIT_FROM_BATCH = 32
+
+
+def auto_workers(batch_size: int | None = None) -> int:
+    """The cores this process may use, at most AUTO_WORKERS_MAX; 1 for batches smaller than
+    SPLIT_FROM_BATCH, and where BLAS threads cannot be limited (no threadpoolctl), since
+    processes on multi-threaded BLAS slow each other."""
     from .fast import threads
 
-    if not threads.available():
+    if not threads.available() or (batch_size is not None and batch_size < SPLIT_FROM_BATCH):
         return 1
     return max(1, min(usable_cores(), AUTO_WORKERS_MAX))
 

@@ -12,8 +12,11 @@ from .nn import SoftmaxCrossEntropy
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64,
-             num_classes: int | None = None) -> dict:
+             num_classes: int | None = None, loss_fn=None) -> dict:
     """Metrics of `model` (run in eval mode) on all of `images`, the last partial batch too.
+
+    `loss_fn` is the loss the model trains with (`ModelSpec.make_loss()`; softmax
+    cross-entropy when None), anything with `value_and_grad(logits, labels)`.
 
     Returns accuracy, error_rate, loss, per_class_accuracy (list), confusion_matrix (list of
     rows: true class, columns: predicted class) and count.
@@ -21,7 +24,7 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64
     labels = np.asarray(labels, dtype=np.int64)
     logits = model.predict_logits(images, batch_size)
     classes = num_classes or logits.shape[1]
-    loss, _ = SoftmaxCrossEntropy.value_and_grad(logits, labels)
+    loss, _ = (loss_fn or SoftmaxCrossEntropy()).value_and_grad(logits, labels)
     predictions = logits.argmax(axis=1)
     confusion = np.bincount(labels * classes + predictions, minlength=classes * classes)
     confusion = confusion.reshape(classes, classes)

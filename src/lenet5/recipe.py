@@ -15,13 +15,17 @@ import numpy as np
 
 from .errors import Lenet5Error
 from .models import get_spec
-from .nn import SGD, Adam, AdamW, Optimizer
+from .nn import SDLM, SGD, Adam, AdamW, Optimizer
 from .nn.schedules import ConstantLR, CosineLR, EpochListLR, ExponentialLR, StepLR
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "sdlm")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "lecun1998")
+# "shuffle": a new permutation each epoch; "fixed": one permutation, drawn once from the
+# run's seed and reused every epoch (LeCun et al. 1998, appendix C: "a constant random order").
+ORDERS = ("shuffle", "fixed")
 # The settings a model's TrainingDefaults supplies when the config leaves them None.
-DEFAULTED = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment_shift")
+DEFAULTED = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment",
+             "augment_strength", "augment_delay", "order")
 
 
 @dataclass
@@ -41,16 +45,25 @@ class TrainConfig:
     momentum: float | None = None
     weight_decay: float | None = None
     schedule: str | None = None
-    augment_shift: int | None = None
+    augment: str | None = None  # a distortion of lenet5.data.augment.KINDS
+    augment_strength: float | None = None  # its ranges' multiple: 1 the usual, 0 none
+    augment_delay: int | None = None  # epochs trained on the images as drawn before distortions start
+    order: str | None = None  # one of ORDERS
+    mu: float = 0.02  # SDLM's μ: the step is lr / (mu + h) (LeCun et al. 1998, appendix C)
     validation: int = 5000
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images (tests, quick looks)
     test_limit: int | None = None
     workers: int = 1
+    # Evaluate the test set after every epoch, for curves and time to accuracy; it picks
+    # nothing (the validation set does) and draws no random numbers, so it may change on resume.
+    track_test: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """The config saved as `asdict(config)`; keys it does not know are ignored."""
+        """The config saved as `asdict(config)` (by this or an older lenet5: `upgrade_saved`);
+        keys it does not know are ignored."""
+        values = upgrade_saved(values)
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
     def resolved(self) -> "TrainConfig":
@@ -69,16 +82,46 @@ class TrainConfig:
             raise Lenet5Error(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise Lenet5Error(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.order not in ORDERS:
+            raise Lenet5Error(f"unknown order {self.order!r}; known: {', '.join(ORDERS)}")
+        if not (isinstance(self.mu, (int, float)) and self.mu > 0):
+            raise Lenet5Error(f"mu must be > 0, found {self.mu!r}")
         for name in ("epochs", "batch_size", "workers"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise Lenet5Error(f"{name} must be a positive integer, found {value!r}")
         if not self.lr > 0:
             raise Lenet5Error(f"lr must be > 0, found {self.lr!r}")
-        if not (isinstance(self.augment_shift, int) and 0 <= self.augment_shift <= 8):
-            raise Lenet5Error(f"augment_shift must be an integer in 0..8, found {self.augment_shift!r}")
+        from .data.augment import KINDS, MAX_STRENGTH
+
+        if self.augment not in KINDS:
+            raise Lenet5Error(f"unknown augment {self.augment!r}; known: {', '.join(KINDS)}")
+        if not (isinstance(self.augment_strength, (int, float)) and 0 <= self.augment_strength <= MAX_STRENGTH):
+            raise Lenet5Error(f"augment_strength must be a number in 0..{MAX_STRENGTH:g}, "
+                              f"found {self.augment_strength!r}")
+        if not (isinstance(self.augment_delay, int) and self.augment_delay >= 0):
+            raise Lenet5Error(f"augment_delay must be an integer >= 0 (epochs), found {self.augment_delay!r}")
         if self.validation < 0:
             raise Lenet5Error(f"validation must be >= 0, found {self.validation!r}")
+
+
+def upgrade_saved(values: dict[str, Any]) -> dict[str, Any]:
+    """A config saved by an older lenet5, in today's fields, so an old run resumes as it was
+    started: `augment_shift`, a number of pixels, becomes the shift distortion of that many
+    pixels, at full strength from the first step; the settings added since take the values
+    that give what that lenet5 did (a new permutation each epoch, no test tracking)."""
+    values = dict(values)
+    if "augment" not in values and "augment_strength" not in values and "augment_shift" in values:
+        from .data.augment import SHIFT_PIXELS
+
+        pixels = values["augment_shift"]
+        if isinstance(pixels, int) and not isinstance(pixels, bool):  # else the checks name it missing
+            values["augment"] = "shift" if pixels else "none"
+            values["augment_strength"] = pixels / SHIFT_PIXELS
+            values.setdefault("augment_delay", 0)
+    for name, then in (("track_test", False), ("order", "shuffle"), ("mu", TrainConfig.mu)):
+        values.setdefault(name, then)
+    return values
 
 
 class Seeds(NamedTuple):
@@ -86,11 +129,13 @@ class Seeds(NamedTuple):
 
     init: int  # the model's weights (and its dropout layers' generators)
     shuffle: int  # the permutation of each epoch
-    augment: int  # the random shifts
+    augment: int  # the training distortions
+    curvature: int  # the patterns SDLM's curvature is estimated on before each pass
 
 
 def seeds(config: TrainConfig) -> Seeds:
-    return Seeds(*(int(s) for s in np.random.SeedSequence(config.seed).generate_state(3)))
+    # generate_state(n) extends generate_state(n - 1), so a new stream leaves the others' seeds alone.
+    return Seeds(*(int(s) for s in np.random.SeedSequence(config.seed).generate_state(len(Seeds._fields))))
 
 
 def make_optimizer(config: TrainConfig, parameters) -> Optimizer:
@@ -100,22 +145,38 @@ def make_optimizer(config: TrainConfig, parameters) -> Optimizer:
     if config.optimizer in ("momentum", "nesterov"):
         return SGD(parameters, lr=config.lr, momentum=config.momentum or 0.9,
                    nesterov=config.optimizer == "nesterov", weight_decay=decay)
+    if config.optimizer == "sdlm":
+        return SDLM(parameters, lr=sdlm_step_scale(config) * config.lr, mu=config.mu, weight_decay=decay)
     if config.optimizer == "adamw":
         return AdamW(parameters, lr=config.lr, weight_decay=decay)
     return Adam(parameters, lr=config.lr, weight_decay=decay)
 
 
+def sdlm_step_scale(config: TrainConfig) -> int:
+    """What SDLM's η is multiplied by on a batch: its size.
+
+    The paper's η is a per-pattern step: each pattern moves θ_k by η·g_k/(μ + h_kk), h being
+    the average curvature of one pattern's loss. A batch's gradient is the mean over its B
+    patterns, so B per-pattern steps move about B times as far as one step on that mean: the
+    step is scaled to η·B/(μ + h), and `--batch-size 1` is the paper's procedure exactly.
+    """
+    return config.batch_size if config.optimizer == "sdlm" else 1
+
+
 def make_schedule(config: TrainConfig):
-    """The learning rate of each epoch: `schedule(epoch) -> lr`."""
+    """The learning rate of each epoch: `schedule(epoch) -> lr`; for SDLM, the step is scaled
+    by the batch size (`sdlm_step_scale`), so `lr` and the schedule keep the paper's η."""
+    lr = sdlm_step_scale(config) * config.lr
     if config.schedule == "step":
-        return StepLR(config.lr, step_size=max(1, config.epochs // 3), gamma=0.1)
+        return StepLR(lr, step_size=max(1, config.epochs // 3), gamma=0.1)
     if config.schedule == "exponential":
-        return ExponentialLR(config.lr, gamma=0.9)
+        return ExponentialLR(lr, gamma=0.9)
     if config.schedule == "cosine":
-        return CosineLR(config.lr, total_epochs=config.epochs, min_lr=config.lr * 0.01)
+        return CosineLR(lr, total_epochs=config.epochs, min_lr=lr * 0.01)
     if config.schedule == "lecun1998":
         # The paper's rates are for its stochastic diagonal Levenberg-Marquardt method; here
-        # they keep their ratios, scaled so the first equals the requested lr.
+        # they keep their ratios, scaled so the first equals the requested lr (for SDLM at
+        # lr 0.0005, the paper's rates themselves).
         rates = EpochListLR.lecun_1998().rates
-        return EpochListLR([config.lr * rate / rates[0] for rate in rates])
-    return ConstantLR(config.lr)
+        return EpochListLR([lr * rate / rates[0] for rate in rates])
+    return ConstantLR(lr)

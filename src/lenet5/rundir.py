@@ -33,8 +33,12 @@ from .fileio import atomic_write_text, remove_stale_temporaries
 CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
 RUN_FILES = (CHECKPOINT, MODEL, "model.json", "history.csv", "history.json", "metrics.json")
+# What `lenet5 export` writes into a run by default: set aside with the run it was made from
+# when that run is overwritten, so no export outlives its weights.
+EXPORTS = ("model.onnx", "model-int8.onnx")
 REPORT = "report"
-HISTORY_COLUMNS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
+HISTORY_COLUMNS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+                   "seconds", "images_per_second")
 
 HISTORY, METRICS = "history.json", "metrics.json"
 
@@ -95,7 +99,7 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[P
     with _locked(run_dir):
         try:
             settle_previous_run(run_dir)
-            remove_stale_temporaries(run_dir, RUN_FILES)
+            remove_stale_temporaries(run_dir, RUN_FILES + EXPORTS)
             check_run_dir(run_dir, resume=resume, overwrite=overwrite)
             yield run_dir
         finally:
@@ -205,7 +209,7 @@ def _set_previous_run_aside(run_dir: Path) -> None:
     """
     moving = run_dir / PREVIOUS_RUN_MOVING
     moving.mkdir()
-    for name in (*RUN_FILES, REPORT):
+    for name in (*RUN_FILES, *EXPORTS, REPORT):
         if os.path.lexists(run_dir / name):
             os.rename(run_dir / name, moving / name)
     os.rename(moving, run_dir / PREVIOUS_RUN)
@@ -257,7 +261,8 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
 
 # history.json as `lenet5 report` reads it: a few hundred bytes an epoch.
 MAX_HISTORY_BYTES = 16 * 1024 * 1024
-HISTORY_NUMBERS = ("lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
+HISTORY_NUMBERS = ("lr", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "seconds",
+                   "images_per_second")
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:

@@ -69,6 +69,8 @@ def _twin_layer(layer, nn, torch):
         return simple[type(layer)]()
     if isinstance(layer, ln.ScaledTanh):
         return _TorchScaledTanh(nn)
+    if isinstance(layer, ln.RBF):
+        return _TorchRBF(layer, nn, torch)
     raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
 
 
@@ -92,3 +94,21 @@ def _TorchSubsampling(channels, kernel, nn, torch):
             return sums * self.weight[:, None, None] + self.bias[:, None, None]
 
     return Subsampling()
+
+
+def _TorchRBF(layer, nn, torch):
+    class RBF(nn.Module):
+        """−Σ_j (x_j − centers_ij)²; fixed centres are a buffer, as in lenet5.nn.RBF."""
+
+        def __init__(self):
+            super().__init__()
+            centers = torch.empty(layer.out_features, layer.in_features)
+            if layer.trainable:
+                self.centers = nn.Parameter(centers)
+            else:
+                self.register_buffer("centers", centers)
+
+        def forward(self, x):
+            return -((x[:, None, :] - self.centers[None]) ** 2).sum(dim=2)
+
+    return RBF()

@@ -78,6 +78,13 @@ class Trainer:
         stream_seeds = seeds(self.config)
         self.shuffle_rng = np.random.default_rng(stream_seeds.shuffle)
         self.augment_rng = np.random.default_rng(stream_seeds.augment)
+        # With order "fixed" every epoch starts the shuffle stream here, so draws the same
+        # permutation: LeCun et al.'s (1998) "constant random order".
+        self.first_shuffle_state = self.shuffle_rng.bit_generator.state
+        # SDLM's curvature is estimated before each pass on patterns drawn from a stream of
+        # their own, kept in checkpoints, so a resumed run draws the same ones.
+        self.curvature_rng = (np.random.default_rng(stream_seeds.curvature)
+                              if self.config.optimizer == "sdlm" else None)
         self.state = TrainingState(epoch_start_shuffle_state=self.shuffle_rng.bit_generator.state)
         self._stop_requested = self._graceful = False
 
@@ -108,6 +115,17 @@ class Trainer:
         self._check_finite(loss)  # a NaN must never reach the weights
         self.optimizer.step()
         return loss, logits
+
+    def estimate_curvature(self) -> None:
+        """SDLM's h, before a pass: the Gauss–Newton diagonal averaged over 500 training
+        patterns (fewer if the set is smaller), drawn without replacement, unaugmented, on
+        the reference model; it stays fixed for the pass (LeCun et al. 1998, appendix C)."""
+        from .lecun1998 import CURVATURE_SAMPLES, estimate_sdlm_curvature
+
+        x, y = self.splits.x_train, self.splits.y_train
+        index = np.sort(self.curvature_rng.choice(len(x), min(CURVATURE_SAMPLES, len(x)), replace=False))
+        estimate_sdlm_curvature(self.model, self.loss_fn, x[index], y[index])
+        self.optimizer.set_curvature()
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
@@ -155,13 +173,18 @@ class Trainer:
 
     def _run_epoch(self) -> None:
         from .data import iterate_minibatches, num_batches
-        from .data.augment import random_shift
+        from .data.augment import distort
 
         config, splits, state = self.config, self.splits, self.state
         lr = self.optimizer.lr = self.schedule(state.epoch)
+        strength = config.augment_strength if state.epoch >= config.augment_delay else 0.0
         if state.step == 0:
+            if config.order == "fixed":
+                self.shuffle_rng.bit_generator.state = self.first_shuffle_state
             state.epoch_start_shuffle_state = self.shuffle_rng.bit_generator.state
             state.partial = new_partial()
+            if self.curvature_rng is not None:
+                self.estimate_curvature()
         else:  # resuming mid-epoch: replay this epoch's permutation, skip the batches done
             self.shuffle_rng.bit_generator.state = state.epoch_start_shuffle_state
         batches = iterate_minibatches(splits.x_train, splits.y_train, config.batch_size, rng=self.shuffle_rng)
@@ -172,8 +195,7 @@ class Trainer:
                             f"epoch {state.epoch + 1}/{config.epochs}", self.progress)
         try:
             for x, y in itertools.islice(batches, state.step, None):
-                if config.augment_shift:
-                    x = random_shift(x, config.augment_shift, self.augment_rng, splits.background)
+                x = distort(x, config.augment, strength, self.augment_rng, splits.background)
                 loss, logits = self.train_step(x, y)
                 state.step += 1
                 partial["loss_sum"] += loss * len(y)
@@ -201,12 +223,17 @@ class Trainer:
             "accuracy": partial["correct"] / max(partial["seen"], 1),
             "val_loss": None,
             "val_accuracy": None,
+            "test_loss": None,
+            "test_accuracy": None,
             "seconds": seconds,
             "images_per_second": partial["seen"] / seconds if seconds > 0 else None,
         }
         if len(self.splits.x_val):
-            metrics = evaluate(self.engine, self.splits.x_val, self.splits.y_val)
+            metrics = evaluate(self.engine, self.splits.x_val, self.splits.y_val, loss_fn=self.loss_fn)
             row["val_loss"], row["val_accuracy"] = metrics["loss"], metrics["accuracy"]
+        if self.config.track_test:
+            metrics = evaluate(self.engine, self.splits.x_test, self.splits.y_test, loss_fn=self.loss_fn)
+            row["test_loss"], row["test_accuracy"] = metrics["loss"], metrics["accuracy"]
         state.history.append(row)
         state.epoch += 1
         state.step = 0
@@ -256,7 +283,10 @@ class Trainer:
         self.model.train()
 
     def _generators(self) -> dict[str, np.random.Generator]:
-        return {"shuffle": self.shuffle_rng, "augment": self.augment_rng}
+        generators = {"shuffle": self.shuffle_rng, "augment": self.augment_rng}
+        if self.curvature_rng is not None:
+            generators["curvature"] = self.curvature_rng
+        return generators
 
     def finish(self) -> dict[str, Any]:
         """Evaluate on every test image; write model.npz, model.json and metrics.json.
@@ -264,7 +294,7 @@ class Trainer:
         A write that fails (a full disk) is a one-line TrainingError naming the file and why;
         the checkpoint holds everything, so `--resume` writes them again once there is room.
         """
-        test = evaluate(self.engine, self.splits.x_test, self.splits.y_test)
+        test = evaluate(self.engine, self.splits.x_test, self.splits.y_test, loss_fn=self.loss_fn)
         class_names = self.splits.class_names or [str(i) for i in range(len(test["per_class_accuracy"]))]
         metrics = {
             "test_accuracy": test["accuracy"],
@@ -317,5 +347,7 @@ def _epoch_line(row: dict, epochs: int) -> str:
     text = f"epoch {row['epoch']:>2}/{epochs}  loss {row['loss']:.4f}  acc {row['accuracy'] * 100:6.2f}%"
     if row["val_accuracy"] is not None:
         text += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy'] * 100:6.2f}%"
+    if row.get("test_accuracy") is not None:
+        text += f"  test_acc {row['test_accuracy'] * 100:6.2f}%"
     rate = row["images_per_second"] or 0
     return text + f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s ({rate:,.0f} img/s)"
