@@ -1,0 +1,111 @@
+"""A trained run as an object that classifies pictures of digits, for Python users:
+
+    clf = lenet5.load("runs/demo")
+    p = clf.predict("digit.png")
+    print(p.label, p.probabilities)
+
+Pillow is needed only for pictures; a (28, 28) uint8 array in MNIST's convention (white ink
+255 on black 0) is classified as it is, with NumPy alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import Lenet5Error
+from .image import DIGIT_SIDE, Digit, prepare_digit
+
+TOP = 3  # classes a Prediction ranks
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The network's answer for one picture.
+
+    label: the most probable class. probabilities: (10,) floats summing to 1. top: the best
+    three (label, probability), best first. digit: what the network saw and the preprocessing
+    verdict (a confident answer on a verdict other than "one digit" deserves doubt).
+    """
+
+    label: int
+    probabilities: np.ndarray
+    top: list[tuple[int, float]]
+    digit: Digit
+
+
+class Classifier:
+    """A finished run's model (in eval mode) with the preprocessing it was trained with."""
+
+    def __init__(self, model, metadata: dict, run_dir: Path):
+        self.model = model
+        self.metadata = metadata
+        self.run_dir = run_dir
+        hyperparameters = metadata.get("hyperparameters")
+        self.name = str(hyperparameters.get("model") if isinstance(hyperparameters, dict)
+                        and isinstance(hyperparameters.get("model"), str) else metadata["architecture"])
+        metrics = metadata.get("metrics")
+        self.metrics = dict(metrics) if isinstance(metrics, dict) else {}
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.name!r}, run {str(self.run_dir)!r})"
+
+    def info(self) -> dict:
+        """Model name, architecture (one string per layer), parameter count and test metrics."""
+        return {"name": self.name, "architecture": [repr(layer) for layer in self.model.layers],
+                "parameters": self.model.num_parameters(), "metrics": self.metrics}
+
+    def probabilities(self, pixels) -> np.ndarray:
+        """Class probabilities (N, 10) of MNIST-like digits (N, 28, 28) (or one (28, 28)), uint8
+        0..255 with white ink on black; the model's own preprocessing is applied here."""
+        from .rundir import preprocess_like
+
+        pixels = np.asarray(pixels)
+        if pixels.ndim == 2:
+            pixels = pixels[None]
+        if pixels.ndim != 3 or pixels.shape[1:] != (DIGIT_SIDE, DIGIT_SIDE) or pixels.dtype != np.uint8:
+            raise Lenet5Error(f"probabilities: expected uint8 digits of shape (N, {DIGIT_SIDE}, {DIGIT_SIDE}), "
+                              f"found {pixels.dtype} of shape {pixels.shape}")
+        if len(pixels) == 0:
+            return np.zeros((0, len(self.class_names)))
+        with np.errstate(all="ignore"):  # overflow is reported below, in one line
+            probabilities = self.model.predict_proba(preprocess_like(pixels, self.metadata))
+        if not np.isfinite(probabilities).all():
+            raise Lenet5Error(f"{self.run_dir}: the model's outputs for {len(pixels)} image"
+                              f"{'s' if len(pixels) > 1 else ''} are not finite numbers")
+        return probabilities.astype(np.float64)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metadata.get("class_names") or [str(i) for i in range(10)]
+
+    def predict(self, image) -> Prediction:
+        """The class of one picture: a path, the bytes of an image file, a PIL image, or an array
+        (a (28, 28) uint8 array is taken as MNIST-like; any other goes through `prepare_digit`)."""
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images) -> list[Prediction]:
+        """`predict` for each of `images`, in one batched forward pass."""
+        digits = [prepare_digit(image) for image in images]
+        if not digits:
+            return []
+        probabilities = self.probabilities(np.stack([digit.pixels for digit in digits]))
+        return [_prediction(row, digit) for row, digit in zip(probabilities, digits)]
+
+
+def _prediction(probabilities: np.ndarray, digit: Digit) -> Prediction:
+    best = np.argsort(probabilities, kind="stable")[::-1][:TOP]
+    return Prediction(label=int(best[0]), probabilities=probabilities,
+                      top=[(int(i), float(probabilities[i])) for i in best], digit=digit)
+
+
+def load(run_dir) -> Classifier:
+    """The classifier of a finished run directory (written by `lenet5 train`); a one-line
+    Lenet5Error for a missing or corrupt run."""
+    from .rundir import load_run
+
+    run_dir = Path(run_dir)
+    model, metadata = load_run(run_dir)
+    return Classifier(model, metadata, run_dir)
