@@ -57,12 +57,41 @@ def _parameters(name: str) -> int:
     return build_model(name).num_parameters()
 
 
+def _check_settings(run_dir: Path, model: str, seed: int, extra: list[str]) -> list[str]:
+    """Refuse to record a run whose saved settings are not what the row's command resolves to
+    (`--track-test` aside: it only evaluates)."""
+    from dataclasses import asdict
+
+    from lenet5.cli import build_parser
+    from lenet5.commands import RUN_SETTINGS
+    from lenet5.engine import auto_workers
+    from lenet5.recipe import TrainConfig
+
+    args = build_parser().parse_args(["train", "--model", model, "--seed", str(seed), *extra])
+    names = [option[2:].replace("-", "_") for option in RUN_SETTINGS + ("--epochs",)]
+    given = {name: getattr(args, name) for name in names}
+    config = TrainConfig(**{k: v for k, v in given.items() if v is not None}).resolved()
+    config.workers = args.workers if args.workers is not None else auto_workers(config.batch_size)
+    saved = json.loads((run_dir / "model.json").read_text())["hyperparameters"]
+    row = {k: v for k, v in asdict(config).items() if k != "track_test"}
+    # A setting added after the run was made is saved as null; the run did what the code of
+    # its day did, which is the setting's default today. Those are listed in the row.
+    added_since = sorted(k for k, v in row.items() if saved.get(k) is None and v is not None)
+    differing = {k: (v, saved.get(k)) for k, v in row.items() if k not in added_since and saved.get(k) != v}
+    if differing:
+        raise SystemExit(f"{run_dir}: not a run of its row's command; (row, saved) differ: {differing}")
+    return added_since
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(MODELS), help=f"comma-separated, from: {', '.join(ROWS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/accuracy"))
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("accuracy.json"))
+    parser.add_argument("--recorded", action="store_true",
+                        help="train nothing: record each row from OUT/ROW, a run its command already made "
+                             "(its saved settings must be the row's)")
     args = parser.parse_args(argv)
     previous = json.loads(args.output.read_text()) if args.output.is_file() else {"models": {}}
     rows = previous.get("models", {})
@@ -74,19 +103,26 @@ def main(argv=None) -> int:
         command = ["lenet5", "train", "--model", model, "--seed", str(args.seed), "--out", str(run_dir),
                    "--overwrite", "--no-progress", *extra]
         started = time.perf_counter()
-        # The command line itself, so every row is a run anyone can repeat as printed.
-        subprocess.run([sys.executable, "-m", "lenet5"] + command[1:], check=True)
+        added_since = []
+        if args.recorded:
+            added_since = _check_settings(run_dir, model, args.seed, extra)
+        else:  # the command line itself, so every row is a run anyone can repeat as printed
+            subprocess.run([sys.executable, "-m", "lenet5"] + command[1:], check=True)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         c = json.loads((run_dir / "model.json").read_text())["hyperparameters"]
         rows[name] = {
             "command": shlex.join(command),
             "test_accuracy": metrics["test_accuracy"], "bar": BARS.get(name),
             "epochs": c["epochs"], "batch_size": c["batch_size"], "optimizer": c["optimizer"], "lr": c["lr"],
-            "schedule": c["schedule"], "augment": c["augment"], "augment_strength": c["augment_strength"],
-            "augment_delay": c["augment_delay"], "seed": c["seed"],
+            "schedule": c["schedule"], "augment": c.get("augment"), "augment_strength": c.get("augment_strength"),
+            "augment_delay": c.get("augment_delay"), "seed": c["seed"],
             "workers": c.get("workers"), "parameters": _parameters(model),
-            "train_seconds": metrics["train_seconds"], "total_seconds": time.perf_counter() - started,
+            "train_seconds": metrics["train_seconds"],
+            "total_seconds": None if args.recorded else time.perf_counter() - started,
         }
+        if args.recorded:
+            rows[name]["recorded_from_existing_run"] = True
+            rows[name]["settings_added_since_the_run"] = added_since
         print(f"{name}: {metrics['test_accuracy'] * 100:.2f}%", flush=True)
     report = {"date": datetime.date.today().isoformat(),
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",

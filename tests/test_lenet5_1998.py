@@ -40,7 +40,8 @@ def test_each_layer_has_the_papers_trainable_parameters_and_connections():
         assert layer_connections(layer, *shapes[name]) == PAPER_CONNECTIONS[paper_name], paper_name
         assert trainable_count(layer) == PAPER_PARAMETERS.get(paper_name, 0), paper_name
     # Masked C3 weights are not trainable: the table's 60 map pairs of 5×5 weights and 16 biases.
-    assert trainable_count(model["c3"]) == int(lecun1998.C3_CONNECTIONS.sum()) * 25 + 16 < model["c3"].num_parameters()
+    assert trainable_count(model["c3"]) == int(lecun1998.C3_CONNECTIONS.sum()) * 25 + 16 < model["c3"].weight.size
+    assert model.num_parameters() == 60_000
 
 
 def test_the_summary_shows_the_papers_totals_and_the_fixed_centres_apart():

@@ -61,6 +61,13 @@ class Conv2D(Module):
         """`weight` with the entries outside the connection table zeroed (itself without a table)."""
         return weight if self.connections is None else weight * self.connections[:, :, None, None]
 
+    def num_parameters(self, trainable: bool = True) -> int:
+        # Weights outside the connection table stay zero and get zero gradient: not learnt.
+        count = super().num_parameters(trainable)
+        if trainable and self.connections is not None:
+            count -= int((self.connections == 0).sum()) * self.kernel_size[0] * self.kernel_size[1]
+        return count
+
     def output_shape(self, input_shape):
         _, height, width = input_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding

@@ -91,9 +91,12 @@ class Module:
             yield from child.named_buffers(f"{prefix}{name}.")
 
     def num_parameters(self, trainable: bool = True) -> int:
-        if trainable:
-            return sum(parameter.size for parameter in self.parameters())
-        return sum(buffer.size for _, buffer in self.named_buffers())
+        """Trainable entries (each child counts its own, so a layer can leave out entries it
+        never learns), or with trainable=False the buffers' entries."""
+        if not trainable:
+            return sum(buffer.size for _, buffer in self.named_buffers())
+        own = sum(value.size for value in vars(self).values() if isinstance(value, Parameter))
+        return own + sum(child.num_parameters() for _, child in self.named_children())
 
     # -- modes ----------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":

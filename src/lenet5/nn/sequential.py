@@ -145,14 +145,8 @@ def _bytes(count: int) -> str:
 
 
 def trainable_count(layer: Module) -> int:
-    """The layer's trainable parameters, leaving out weights its connection table masks (they
-    stay zero and get zero gradient: Conv2D's `connections`)."""
-    count = layer.num_parameters()
-    table = getattr(layer, "connections", None)
-    if table is not None:
-        kh, kw = layer.kernel_size
-        count -= int((~table).sum()) * kh * kw
-    return count
+    """The layer's trainable parameters (Conv2D leaves out the weights its connection table masks)."""
+    return layer.num_parameters()
 
 
 def layer_connections(layer: Module, input_shape, output_shape) -> int:
