@@ -2,8 +2,6 @@
 codes, SDLM training through the trainer (the loss falls, resume is bit-identical, the order
 is fixed), the curvature of its output layer, and the fast engine's gradients."""
 
-import os
-import signal
 
 import numpy as np
 import pytest
@@ -24,6 +22,7 @@ from lenet5.splits import DataSplits
 from lenet5.trainer import Trainer
 
 from .nn.torch_twins import max_relative_difference
+from .test_train import fit_until_interrupted
 
 PAPER_LAYERS = {"C1": "c1", "S2": "s2", "C3": "c3", "S4": "s4", "C5": "c5", "F6": "f6", "OUTPUT": "output"}
 
@@ -242,17 +241,7 @@ def test_resuming_an_sdlm_run_is_bit_identical(tmp_path, interrupt_at_step):
     run_dir = tmp_path / "interrupted"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     trainer = make_trainer(run_dir, config, splits)
-    original_step, calls = trainer.optimizer.step, {"n": 0}
-
-    def step_then_interrupt():
-        original_step()
-        calls["n"] += 1
-        if calls["n"] == interrupt_at_step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    trainer.optimizer.step = step_then_interrupt
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    fit_until_interrupted(trainer, interrupt_at_step)
     checkpoint = Checkpoint(run_dir / "checkpoint.npz")
     assert "curvature" in checkpoint.training["rng_states"]
     resumed = make_trainer(run_dir, checkpoint.config, splits, log_name="log2")

@@ -56,6 +56,22 @@ def make_trainer(run_dir, config, splits, engine=None, log_name="log.txt", **opt
                    splits=splits, run_dir=run_dir, progress=False, log=open(run_dir / log_name, "w"), **options)
 
 
+def fit_until_interrupted(trainer, interrupt_at_step: int) -> None:
+    """Train until Ctrl-C arrives in the middle of step `interrupt_at_step` (SIGINT sent from
+    inside the optimiser's step); the trainer finishes that step and checkpoints."""
+    original_step, calls = trainer.optimizer.step, {"n": 0}
+
+    def step_then_interrupt():
+        original_step()
+        calls["n"] += 1
+        if calls["n"] == interrupt_at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.optimizer.step = step_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+
+
 @pytest.fixture
 def closing():
     """Trainers whose engines the test closes at its end (DataParallel holds processes)."""
@@ -148,18 +164,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, closing, interrupt_at
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     trainer = make_trainer(run_dir, config, splits)
     closing(trainer)
-    original_step = trainer.optimizer.step
-    calls = {"n": 0}
-
-    def step_then_interrupt():
-        original_step()
-        calls["n"] += 1
-        if calls["n"] == interrupt_at_step:  # Ctrl-C arriving in the middle of a step
-            os.kill(os.getpid(), signal.SIGINT)
-
-    trainer.optimizer.step = step_then_interrupt
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    fit_until_interrupted(trainer, interrupt_at_step)
     checkpoint = Checkpoint(run_dir / "checkpoint.npz")
     assert checkpoint.config.workers == workers
     assert set(checkpoint.training["dropout_rng_states"]) == {

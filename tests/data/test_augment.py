@@ -2,8 +2,6 @@
 and a loop oracle, the affine convention, seeds, the displacement statistics, and resumes."""
 
 import math
-import os
-import signal
 
 import numpy as np
 import pytest
@@ -16,7 +14,9 @@ from lenet5.data.augment import (
 from lenet5.errors import Lenet5Error
 from lenet5.recipe import TrainConfig
 from lenet5.rundir import prepare_run_dir
-from tests.test_train import closing, make_trainer, run, small_config, synthetic_splits  # noqa: F401
+from tests.test_train import (  # noqa: F401
+    closing, fit_until_interrupted, make_trainer, run, small_config, synthetic_splits,
+)
 
 __all__ = ["closing"]  # a fixture, used by name
 
@@ -239,17 +239,7 @@ def test_resume_after_interrupt_distorts_as_the_uninterrupted_run(tmp_path, clos
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     trainer = make_trainer(run_dir, small_config(**settings), splits)
     closing(trainer)
-    original_step, calls = trainer.optimizer.step, {"n": 0}
-
-    def step_then_interrupt():
-        original_step()
-        calls["n"] += 1
-        if calls["n"] == interrupt_at_step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    trainer.optimizer.step = step_then_interrupt
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    fit_until_interrupted(trainer, interrupt_at_step)
     checkpoint = Checkpoint(run_dir / "checkpoint.npz")
     assert (checkpoint.config.augment, checkpoint.config.augment_strength) == (kind, 1.0)
     resumed = make_trainer(run_dir, checkpoint.config, splits, log_name="log2")

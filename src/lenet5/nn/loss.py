@@ -5,19 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
-class SoftmaxCrossEntropy:
-    """L = −mean_n log softmax(z_n)[y_n], with its gradient (softmax(z) − onehot(y)) / N.
+class Loss:
+    """What both losses share: `loss(logits, labels)` keeps the gradient of the last call for
+    `backward()`, the layer-like way to call them; `value_and_grad` gives both at once."""
 
-    The log-softmax is z − max z − log Σ exp(z − max z) (log-sum-exp), so logits of ±1e4
-    give a finite loss and gradient. Value and gradient come from the same log-softmax.
-
-    Labels are integer classes (N,) or rows of class probabilities (N, K), e.g. one-hot.
-
-    Shape: logits (N, K), labels (N,) or (N, K) -> a float; `grad` (N, K).
-    """
-
-    def __init__(self) -> None:
-        self.grad: np.ndarray | None = None
+    grad: np.ndarray | None = None
 
     def __call__(self, logits, labels) -> float:
         loss, self.grad = self.value_and_grad(logits, labels)
@@ -27,8 +19,20 @@ class SoftmaxCrossEntropy:
 
     def backward(self) -> np.ndarray:
         if self.grad is None:
-            raise RuntimeError("SoftmaxCrossEntropy.backward called before the loss was computed")
+            raise RuntimeError(f"{type(self).__name__}.backward called before the loss was computed")
         return self.grad
+
+
+class SoftmaxCrossEntropy(Loss):
+    """L = −mean_n log softmax(z_n)[y_n], with its gradient (softmax(z) − onehot(y)) / N.
+
+    The log-softmax is z − max z − log Σ exp(z − max z) (log-sum-exp), so logits of ±1e4
+    give a finite loss and gradient. Value and gradient come from the same log-softmax.
+
+    Labels are integer classes (N,) or rows of class probabilities (N, K), e.g. one-hot.
+
+    Shape: logits (N, K), labels (N,) or (N, K) -> a float; `grad` (N, K).
+    """
 
     @staticmethod
     def value_and_grad(logits, labels) -> tuple[float, np.ndarray]:
@@ -49,7 +53,7 @@ class SoftmaxCrossEntropy:
         return loss, grad.astype(logits.dtype, copy=False)
 
 
-class MAPLoss:
+class MAPLoss(Loss):
     """LeCun et al.'s (1998, §III-B) MAP criterion on RBF logits z = −y (y: the penalties).
 
     E = 1/N Σ_n [ y_{D_n} + log(e^{−j} + Σ_i e^{−y_i}) ] = 1/N Σ_n [ −z_D + log(e^{−j} + Σ_i e^{z_i}) ].
@@ -79,18 +83,6 @@ class MAPLoss:
         if not (isinstance(j, (int, float)) and np.isfinite(j)):
             raise ValueError(f"MAPLoss: j must be a finite number, found {j!r}")
         self.j = float(j)
-        self.grad: np.ndarray | None = None
-
-    def __call__(self, logits, labels) -> float:
-        loss, self.grad = self.value_and_grad(logits, labels)
-        return loss
-
-    forward = __call__
-
-    def backward(self) -> np.ndarray:
-        if self.grad is None:
-            raise RuntimeError("MAPLoss.backward called before the loss was computed")
-        return self.grad
 
     def value_and_grad(self, logits, labels) -> tuple[float, np.ndarray]:
         logits, targets = self._inputs(logits, labels)
