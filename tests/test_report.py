@@ -116,3 +116,17 @@ def test_every_model_of_the_zoo_gets_a_report(name, tmp_path, mnist_dir):
     summary = json.loads((tmp_path / "report" / "report.json").read_text())
     assert "filters_conv1.png" in summary["pictures"] and "feature_maps.png" in summary["pictures"]
     assert np.array(summary["confusion_matrix"]).sum() == 10000
+
+
+def test_a_1998_report_gives_the_test_loss_the_run_trained_on(tmp_path, mnist_dir):
+    """lenet5-1998 trains on the MAP criterion: its report's test loss is MAP's, as `lenet5
+    evaluate` gives it, not softmax cross-entropy's."""
+    run_dir = tmp_path / "lenet5-1998"
+    subprocess.run([sys.executable, "-m", "lenet5", "train", "--model", "lenet5-1998", "--train-limit", "400",
+                    "--validation", "0", "--test-limit", "100", "--epochs", "1", "--no-progress",
+                    "--out", str(run_dir), "--data-dir", str(mnist_dir)], check=True, capture_output=True)
+    make_report(run_dir, data_dir=mnist_dir)
+    summary = json.loads((run_dir / "report" / "report.json").read_text())
+    evaluated = json.loads(lenet5("evaluate", run_dir, "--json", "--data-dir", mnist_dir).stdout)
+    assert summary["loss"] == pytest.approx(evaluated["loss"], rel=1e-9)
+    assert summary["accuracy"] == evaluated["accuracy"]

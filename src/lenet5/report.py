@@ -51,7 +51,7 @@ def plot_history(history: list[dict], path: Path) -> Path:
         values = [row.get(key) for row in history]
         if any(v is not None for v in values):
             accuracy_axis.plot(epochs, [np.nan if v is None else v * 100 for v in values], marker="o", label=label)
-    loss_axis.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy loss")
+    loss_axis.set(title="Loss per epoch", xlabel="epoch", ylabel="the model's loss (MAP or cross-entropy)")
     accuracy_axis.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
@@ -280,6 +280,7 @@ def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out
     from .data import load_dataset
     from .engine import make_engine
     from .evaluation import evaluate
+    from .models import get_spec
     from .nn import Conv2D
     from .rundir import preprocess_like
 
@@ -291,7 +292,8 @@ def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out
         raise Lenet5Error(f"--index {index} is outside the test set (0..{len(x_test) - 1})")
     engine = make_engine(model)
     try:
-        metrics = evaluate(engine, x_test, dataset.test_labels)
+        metrics = evaluate(engine, x_test, dataset.test_labels,
+                           loss_fn=get_spec(metadata["architecture"]).make_loss())
         probabilities = engine.predict_proba(x_test)
     finally:
         engine.close()
@@ -328,6 +330,7 @@ def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out
         "pictures": [str(path.name) for _, path in pictures],
         "feature_map_shapes": {name: list(maps.shape) for name, maps in stages},
         "confusion_matrix": metrics["confusion_matrix"], "accuracy": metrics["accuracy"],
+        "loss": metrics["loss"],
     }, indent=2) + "\n")
 
 
