@@ -36,13 +36,8 @@ class SoftmaxCrossEntropy(Loss):
 
     @staticmethod
     def value_and_grad(logits, labels) -> tuple[float, np.ndarray]:
-        logits = np.asarray(logits)
-        if logits.dtype not in (np.float32, np.float64):
-            logits = logits.astype(np.float32)
-        if logits.ndim != 2:
-            raise ValueError(f"SoftmaxCrossEntropy: expected logits of shape (N, K), found {logits.shape}")
-        count, classes = logits.shape
-        targets = _target_rows(np.asarray(labels), count, classes, logits.dtype, "SoftmaxCrossEntropy")
+        logits, targets = _logits_and_targets(logits, labels, "SoftmaxCrossEntropy")
+        count = len(logits)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         log_probs = shifted - log_sum
@@ -85,7 +80,7 @@ class MAPLoss(Loss):
         self.j = float(j)
 
     def value_and_grad(self, logits, labels) -> tuple[float, np.ndarray]:
-        logits, targets = self._inputs(logits, labels)
+        logits, targets = _logits_and_targets(logits, labels, "MAPLoss")
         log_total, probs = self._competition(logits)
         weights = targets.sum(axis=1, keepdims=True)
         loss = float((weights * log_total).sum() - (targets * logits).sum()) / len(logits)
@@ -104,18 +99,9 @@ class MAPLoss(Loss):
 
         Shape: logits (N, K), labels (N,) or (N, K) -> (N, K).
         """
-        logits, targets = self._inputs(logits, labels)
+        logits, targets = _logits_and_targets(logits, labels, "MAPLoss")
         _, probs = self._competition(logits)
         return (probs * (1 - probs) * targets.sum(axis=1, keepdims=True)).astype(logits.dtype, copy=False)
-
-    def _inputs(self, logits, labels):
-        logits = np.asarray(logits)
-        if logits.dtype not in (np.float32, np.float64):
-            logits = logits.astype(np.float32)
-        if logits.ndim != 2:
-            raise ValueError(f"MAPLoss: expected logits of shape (N, K), found {logits.shape}")
-        count, classes = logits.shape
-        return logits, _target_rows(np.asarray(labels), count, classes, logits.dtype, "MAPLoss")
 
     def _competition(self, logits):
         """log(e^{−j} + Σ_i e^{z_i}) per row (N, 1), and p_i = e^{z_i} / that sum (N, K)."""
@@ -126,6 +112,17 @@ class MAPLoss(Loss):
 
     def __repr__(self) -> str:
         return f"MAPLoss(j={self.j})"
+
+
+def _logits_and_targets(logits, labels, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """Logits as a float (N, K) array and labels as (N, K) target rows of their dtype."""
+    logits = np.asarray(logits)
+    if logits.dtype not in (np.float32, np.float64):
+        logits = logits.astype(np.float32)
+    if logits.ndim != 2:
+        raise ValueError(f"{loss}: expected logits of shape (N, K), found {logits.shape}")
+    count, classes = logits.shape
+    return logits, _target_rows(np.asarray(labels), count, classes, logits.dtype, loss)
 
 
 def _target_rows(labels: np.ndarray, count: int, classes: int, dtype, loss: str) -> np.ndarray:
