@@ -115,13 +115,9 @@ def feature_maps(model, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     from .nn import AvgPool2D, Conv2D, MaxPool2D, Subsampling
 
     model.eval()
-    stages = []
-    current = np.asarray(x, np.float32)
-    for name, layer in zip(model.layer_names, model.layers):
-        current = layer.forward(current)
-        if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D, Subsampling)):
-            stages.append((f"{name} ({type(layer).__name__})", np.array(current[0])))
-    return stages
+    return [(f"{name} ({type(layer).__name__})", np.array(output[0]))
+            for name, layer, output in model.stages(np.asarray(x, np.float32))
+            if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D, Subsampling))]
 
 
 def plot_feature_maps(image: np.ndarray, stages, label: str, path: Path) -> Path:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Lenet5Error
+from ..nn.batchnorm import fold_into_linear
+from ..nn.sequential import leaf_layers
 
 
 class ExportError(Lenet5Error):
@@ -145,13 +147,6 @@ def inference_ops(model, preprocessing: dict) -> list:
     return ops
 
 
-def leaf_layers(model) -> list:
-    """The layers of `model` in execution order, nested Sequentials opened up."""
-    if type(model).__name__ == "Sequential":
-        return [leaf for layer in model.layers for leaf in leaf_layers(layer)]
-    return [model]
-
-
 def _array(value) -> np.ndarray:
     """A parameter's (or buffer's) value as a float32 copy."""
     return np.array(getattr(value, "value", value), dtype=np.float32)
@@ -218,9 +213,8 @@ def _foldable(previous, norm: BatchNorm) -> bool:
 
 def _fold(op, norm: BatchNorm):
     """`op` changed so that its output is norm(op(x)), in float64 then rounded once."""
-    scale = norm.weight.astype(np.float64) / np.sqrt(norm.var.astype(np.float64) + norm.eps)
-    bias = (op.bias.astype(np.float64) - norm.mean) * scale + norm.bias
-    weight = op.weight.astype(np.float64) * scale.reshape((-1,) + (1,) * (op.weight.ndim - 1))
+    weight, bias = fold_into_linear(*(np.asarray(a, np.float64) for a in (
+        op.weight, op.bias, norm.weight, norm.bias, norm.mean, norm.var)), norm.eps)
     folded = {"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}
     if isinstance(op, Conv):
         return Conv(stride=op.stride, padding=op.padding, groups=op.groups, **folded)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..nn import AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Parameter
 from ..nn import ReLU, Sigmoid, Tanh
+from ..nn.batchnorm import fold_into_linear
 
 
 def inference_layers(layers) -> list:
@@ -103,8 +104,7 @@ def _foldable(previous, norm) -> bool:
 
 def _fold(layer, norm):
     """A copy of `layer` whose output equals norm(layer(x)) in eval mode."""
-    scale = norm.weight.value / np.sqrt(norm.running_var + norm.eps)
-    bias = layer.bias.value if layer.bias is not None else np.zeros_like(scale)
-    shift = (bias - norm.running_mean) * scale + norm.bias.value
-    weight = layer.weight.value * scale.reshape((-1,) + (1,) * (layer.weight.value.ndim - 1))
+    bias = layer.bias.value if layer.bias is not None else np.zeros_like(norm.running_mean)
+    weight, shift = fold_into_linear(layer.weight.value, bias, norm.weight.value, norm.bias.value,
+                                     norm.running_mean, norm.running_var, norm.eps)
     return _with(layer, weight, shift)

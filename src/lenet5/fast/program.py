@@ -21,10 +21,11 @@ import numpy as np
 
 from ..nn import (
     AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, ScaledTanh,
-    Sequential, Sigmoid, Softmax, Subsampling, Tanh,
+    Sigmoid, Softmax, Subsampling, Tanh,
 )
 from ..nn.checks import as_float
 from ..nn.predicting import Predicting, evaluating
+from ..nn.sequential import leaf_layers
 from .conv import ConvStep
 from .dense import DenseStep, FlattenStep
 from .dropout import DropoutStep, draw_keep_mask
@@ -44,13 +45,6 @@ _STEPS = {
     ReLU: ReLUStep, Sigmoid: SigmoidStep, Tanh: TanhStep, ScaledTanh: ScaledTanhStep, Softmax: SoftmaxStep,
     Dropout: DropoutStep,
 }
-
-
-def leaf_layers(model) -> list:
-    """The layers of `model` in execution order, nested Sequentials opened up."""
-    if isinstance(model, Sequential):
-        return [leaf for layer in model.layers for leaf in leaf_layers(layer)]
-    return [model]
 
 
 class FastModel(Predicting):

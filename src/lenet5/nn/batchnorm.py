@@ -9,6 +9,15 @@ from .module import Module
 from .parameter import Parameter
 
 
+def fold_into_linear(weight, bias, gamma, beta, mean, var, eps):
+    """The weight and bias of a convolution or dense layer (output units along axis 0 of
+    `weight`) followed by an eval-mode BatchNorm, as one layer: BN(Wx + b) = (s·W)x +
+    (b − mean)·s + beta with s = gamma/√(var + eps). Computed in the arrays' own dtype.
+    """
+    scale = gamma / np.sqrt(var + eps)
+    return weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)), (bias - mean) * scale + beta
+
+
 class _BatchNorm(Module):
     """Shared by BatchNorm1D and BatchNorm2D: one mean and variance per feature/channel
     (axis 1), over every other axis.

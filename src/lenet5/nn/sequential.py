@@ -12,6 +12,13 @@ from .module import Module
 from .predicting import Predicting, evaluating
 
 
+def leaf_layers(model) -> list:
+    """The layers of `model` in execution order, nested Sequentials opened up."""
+    if isinstance(model, Sequential):
+        return [leaf for layer in model.layers for leaf in leaf_layers(layer)]
+    return [model]
+
+
 class Sequential(Module, Predicting):
     """Layers run one after another; backward runs them in reverse.
 
@@ -65,6 +72,14 @@ class Sequential(Module, Predicting):
         for layer in self.layers:
             x = layer.forward(x)
         return x
+
+    def stages(self, x):
+        """Yields (name, layer, its output) for each layer in turn: `forward`, one stage at a
+        time, for looking inside the network (the report's and the served page's feature maps)."""
+        x = as_float(x)
+        for name, layer in zip(self.layer_names, self.layers):
+            x = layer.forward(x)
+            yield name, layer, x
 
     def backward(self, dout):
         for layer in reversed(self.layers):

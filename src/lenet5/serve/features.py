@@ -1,8 +1,9 @@
 """The feature maps of the first two convolutions (LeNet-5's C1 and C3), for the page to draw.
 
-The reference model's layers are run one by one on the model's input, and the output of each
-of its first two `Conv2D` layers is kept. Each map is sent as 0..255 grey levels scaled between
-its own minimum and maximum (which come with it), so the page needs no arithmetic to draw it.
+The reference model is run stage by stage (`Sequential.stages`) on the model's input, and
+the output of each of its first two `Conv2D` layers is kept. Each map is sent as 0..255 grey
+levels scaled between its own minimum and maximum (which come with it), so the page needs no
+arithmetic to draw it.
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ def conv_feature_maps(model, x: np.ndarray) -> list[dict]:
     if x.shape[0] != 1:
         raise ValueError(f"conv_feature_maps: expected one image, found a batch of {x.shape[0]}")
     found = []
-    for layer in model.layers:
-        x = layer.forward(x)
+    for name, layer, output in model.stages(x):
         if isinstance(layer, Conv2D):
-            found.append(x[0])
+            found.append((name, output[0]))
             if len(found) == len(TITLES):
-                break
-    names = [name for name, layer in zip(model.layer_names, model.layers) if isinstance(layer, Conv2D)]
-    return [_stage(title, name, maps) for title, name, maps in zip(TITLES, names, found)]
+                break  # the layers after C3 are not drawn
+    return [_stage(title, name, maps) for title, (name, maps) in zip(TITLES, found)]
 
 
 def _stage(title: str, name: str, maps: np.ndarray) -> dict:
