@@ -95,8 +95,13 @@ class Classifier:
         return [_prediction(row, digit) for row, digit in zip(probabilities, digits)]
 
 
+def ranked(probabilities: np.ndarray, top: int = TOP) -> np.ndarray:
+    """The `top` most probable classes of one row of probabilities, best first."""
+    return np.argsort(probabilities, kind="stable")[::-1][:top]
+
+
 def _prediction(probabilities: np.ndarray, digit: Digit) -> Prediction:
-    best = np.argsort(probabilities, kind="stable")[::-1][:TOP]
+    best = ranked(probabilities)
     return Prediction(label=int(best[0]), probabilities=probabilities,
                       top=[(int(i), float(probabilities[i])) for i in best], digit=digit)
 

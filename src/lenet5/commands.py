@@ -210,7 +210,7 @@ def predict_command(args) -> int:
     An image that cannot be read is reported in one line and the others are still classified;
     the exit status is then 1.
     """
-    from .classifier import load
+    from .classifier import load, ranked
     from .image import prepare_digit
 
     classifier = load(args.run_dir)
@@ -233,7 +233,7 @@ def predict_command(args) -> int:
             entries.append({"file": str(path), "error": errors[path]})
             continue
         digit, row = digits[path], probabilities[path]
-        best = np.argsort(row, kind="stable")[::-1][:top]
+        best = ranked(row, top)
         entries.append({"file": str(path), "label": int(best[0]), "name": names[best[0]],
                         "probabilities": [float(p) for p in row],
                         "top": [{"label": int(i), "name": names[i], "probability": float(row[i])} for i in best],

@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from ..classifier import ranked
 from ..errors import Lenet5Error
 from .batching import MicroBatcher
 from .docs_page import docs_html
@@ -312,13 +313,13 @@ def _without_source(message: str) -> str:
 
 
 def _prediction(digit, probabilities: np.ndarray, class_names: list[str]) -> dict:
-    order = np.argsort(probabilities, kind="stable")[::-1]
+    order = ranked(probabilities)
     label = int(order[0])
     return {
         "label": label,
         "class_name": class_names[label],
         "probabilities": [round(float(p), 6) for p in probabilities],
-        "top": [{"label": int(i), "probability": round(float(probabilities[i]), 6)} for i in order[:3]],
+        "top": [{"label": int(i), "probability": round(float(probabilities[i]), 6)} for i in order],
         "input": digit.pixels.tolist(),
         "verdict": digit.verdict,
         "confidence": round(float(digit.confidence), 4),
