@@ -115,7 +115,7 @@ def main(argv=None) -> int:
             "test_accuracy": metrics["test_accuracy"], "bar": BARS.get(name),
             "epochs": c["epochs"], "batch_size": c["batch_size"], "optimizer": c["optimizer"], "lr": c["lr"],
             "schedule": c["schedule"], "augment": c.get("augment"), "augment_strength": c.get("augment_strength"),
-            "augment_delay": c.get("augment_delay"), "seed": c["seed"],
+            "augment_delay": c.get("augment_delay"), "clean_epochs": c.get("clean_epochs"), "seed": c["seed"],
             "workers": c.get("workers"), "parameters": _parameters(model),
             "train_seconds": metrics["train_seconds"],
             "total_seconds": None if args.recorded else time.perf_counter() - started,

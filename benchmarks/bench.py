@@ -72,13 +72,18 @@ class Lenet5Side:
             engine = (lambda model: DataParallel(model, workers)) if workers > 1 else FastModel
         self.engine = engine(self.model)
 
-    def train(self, x, y, batch_size, order):
+    def train(self, x, y, batch_size, order, augment="none", fill=0.0, rng=None):
+        """One pass over x[order]; with `augment`, each batch is distorted at strength 1 by
+        the engine, as `lenet5 train --augment` does (lenet5.data.augment.Distortion)."""
+        from lenet5.data.augment import Distortion
+
         engine, optimizer, loss = self.engine, self.optimizer, self.loss
         self.model.train()
         for start in range(0, len(order), batch_size):
             index = order[start: start + batch_size]
             optimizer.zero_grad()
-            logits = engine.forward(x[index])
+            distortion = Distortion.draw(augment, 1.0, rng, fill) if augment != "none" else None
+            logits = engine.forward(x[index], distortion=distortion) if distortion else engine.forward(x[index])
             _, dlogits = loss.value_and_grad(logits, y[index])
             engine.backward(dlogits, input_grad=False)
             optimizer.step()
@@ -466,47 +471,53 @@ def matmul_rate(size=1024, repeats=10) -> float:
 
 # -- report --------------------------------------------------------------------------------
 def augmentation_cost(model_name="lenet5", batch_size=128, images=12_800, rounds=3, seed=0):
-    """Seconds to distort one epoch's images (EPOCH, in batches) with each kind at strength 1,
-    beside the seconds of one epoch's training steps on the same batches (the fast engine on
-    `Lenet5Side.workers` processes): what `lenet5 train --augment KIND` adds per epoch."""
+    """What `lenet5 train --augment KIND` adds to an epoch: seconds of one epoch's training
+    steps of `model_name` (the fast engine on `Lenet5Side.workers` processes, which split
+    each batch's distortions with its rows) with each kind at strength 1, less the same
+    steps without distortions; and each kind alone in one process, for scale."""
     from lenet5.data.augment import KINDS, distort
 
     x, y, _, _ = load_data(model_name)
     x, y = x[:images], y[:images]
+    fill = float(x.min())
     rng = np.random.default_rng(seed)
-    batches = [x[start: start + batch_size] for start in range(0, images, batch_size)]
     per_epoch = EPOCH / images
-    result = {"batch_size": batch_size, "kinds": {}}
+    result = {"batch_size": batch_size, "alone": {}, "added": {}}
     for kind in KINDS[1:]:
         times = []
         for _ in range(rounds):
             started = time.perf_counter()
-            for batch in batches:
-                distort(batch, kind, 1.0, rng, fill=float(x.min()))
+            for start in range(0, images, batch_size):
+                distort(x[start: start + batch_size], kind, 1.0, rng, fill=fill)
             times.append((time.perf_counter() - started) * per_epoch)
-        result["kinds"][kind] = min(times)
+        result["alone"][kind] = min(times)
     side = Lenet5Side(model_name, seed)
     try:
         order = np.arange(images)
-        side.train(x, y, batch_size, order[: batch_size * 4])  # warm-up: workers started, buffers made
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            side.train(x, y, batch_size, order)
-            times.append((time.perf_counter() - started) * per_epoch)
-        result["training_seconds_per_epoch"] = min(times)
+        side.train(x, y, batch_size, order[: batch_size * 4], "elastic", fill, rng)  # warm-up: workers started
+        times = {kind: [] for kind in KINDS}
+        for _ in range(rounds):  # the kinds interleaved, so a slow spell of the machine hits each alike
+            for kind in KINDS:
+                started = time.perf_counter()
+                side.train(x, y, batch_size, order, kind, fill, rng)
+                times[kind].append((time.perf_counter() - started) * per_epoch)
     finally:
         side.close()
+    result["training_seconds_per_epoch"] = min(times["none"])
+    for kind in KINDS[1:]:
+        result["added"][kind] = min(times[kind]) - result["training_seconds_per_epoch"]
     return result
 
 
 def print_augmentation_cost(model_name, cost):
     training = cost["training_seconds_per_epoch"]
     print(f"== distortions of {model_name}'s training images, batch {cost['batch_size']}, per epoch "
-          f"of {EPOCH:,} images (training steps: {training:.2f} s)")
-    for kind, seconds in cost["kinds"].items():
-        print(f"  {kind:<10}{seconds:>6.2f} s  ({seconds / training * 100:4.1f}% of the steps' time, "
-              f"{seconds / EPOCH * cost['batch_size'] * 1000:.2f} ms a batch)")
+          f"of {EPOCH:,} images (training steps without them: {training:.2f} s)")
+    print(f"  {'kind':<10}{'added to the steps':>30}{'alone, one process':>28}")
+    for kind, added in cost["added"].items():
+        alone = cost["alone"][kind]
+        print(f"  {kind:<10}{added:>8.2f} s ({added / training * 100:5.1f}% of the steps)"
+              f"{alone:>10.2f} s ({alone / EPOCH * cost['batch_size'] * 1000:.2f} ms a batch)")
 
 
 def stats(values):

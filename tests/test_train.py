@@ -115,9 +115,9 @@ def test_the_step_is_forward_loss_backward_step_through_the_engine(tmp_path, clo
     calls = []
 
     class Recording(FastModel):  # the trainer sees only the engine's interface
-        def forward(self, x):
+        def forward(self, x, distortion=None):
             calls.append(("forward", len(x)))
-            return super().forward(x)
+            return super().forward(x, distortion)
 
         def backward(self, dout, input_grad=True):
             calls.append(("backward", dout.shape, input_grad))
@@ -254,10 +254,10 @@ def test_each_epoch_draws_a_new_permutation_of_every_image(tmp_path, closing):
     seen = []
 
     class Recording(FastModel):
-        def forward(self, x):
+        def forward(self, x, distortion=None):
             if self.model.training:
                 seen.append(x[:, 0, 0, 0].copy())  # the noise in a corner tells the images apart
-            return super().forward(x)
+            return super().forward(x, distortion)
 
     splits = synthetic_splits(n_train=50)
     run_dir = tmp_path / "perm"

@@ -75,6 +75,9 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--augment-delay", type=non_negative_int, metavar="EPOCHS",
                         help="train the first EPOCHS epochs on the images as drawn, distorting only after "
                              "them; 0: from the first step (model default)")
+    parser.add_argument("--clean-epochs", type=non_negative_int, metavar="EPOCHS",
+                        help="train the last EPOCHS epochs on the images as drawn again, so the model "
+                             "ends on undistorted digits; 0: distort to the end (model default)")
     parser.add_argument("--validation", type=non_negative_int, help="training images held out (5000)")
     parser.add_argument("--seed", type=seed, help="(0)")
     parser.add_argument("--out", type=directory_path, help="run directory (runs/<model>-<dataset>-<time>)")
@@ -96,7 +99,7 @@ def _register_train(subparsers) -> None:
 # What a run was started with; a resumed run keeps them (its checkpoint holds them).
 RUN_SETTINGS = ("--model", "--dataset", "--batch-size", "--optimizer", "--lr", "--momentum", "--weight-decay",
                 "--schedule", "--mu", "--order", "--augment", "--augment-strength", "--augment-delay",
-                "--validation", "--seed", "--train-limit", "--test-limit")
+                "--clean-epochs", "--validation", "--seed", "--train-limit", "--test-limit")
 
 
 def _field(option: str) -> str:
@@ -179,7 +182,8 @@ def _distortions(config) -> str:
     if config.augment == "none" or config.augment_strength == 0:
         return "no distortions"
     delay = f", after epoch {config.augment_delay}" if config.augment_delay else ""
-    return f"{config.augment} distortions (strength {config.augment_strength:g}{delay})"
+    clean = f", none in the last {config.clean_epochs}" if config.clean_epochs else ""
+    return f"{config.augment} distortions (strength {config.augment_strength:g}{delay}{clean})"
 
 
 def evaluate_command(args) -> int:

@@ -42,6 +42,7 @@ class TrainingDefaults:
     augment: str = "none"  # a training distortion: "none" | "shift" | "affine" | "elastic"
     augment_strength: float = 1.0  # its ranges' multiple (lenet5.data.augment): 1 the usual
     augment_delay: int = 0  # epochs trained on the images as drawn before the distortions start
+    clean_epochs: int = 0  # the last epochs, trained on the images as drawn again
     order: str = "shuffle"  # "shuffle": a new permutation each epoch; "fixed": one, reused
 
 

@@ -25,7 +25,7 @@ SCHEDULES = ("constant", "step", "exponential", "cosine", "lecun1998")
 ORDERS = ("shuffle", "fixed")
 # The settings a model's TrainingDefaults supplies when the config leaves them None.
 DEFAULTED = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment",
-             "augment_strength", "augment_delay", "order")
+             "augment_strength", "augment_delay", "clean_epochs", "order")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class TrainConfig:
     augment: str | None = None  # a distortion of lenet5.data.augment.KINDS
     augment_strength: float | None = None  # its ranges' multiple: 1 the usual, 0 none
     augment_delay: int | None = None  # epochs trained on the images as drawn before distortions start
+    clean_epochs: int | None = None  # the last epochs, trained on the images as drawn after the distortions
     order: str | None = None  # one of ORDERS
     mu: float = 0.02  # SDLM's μ: the step is lr / (mu + h) (LeCun et al. 1998, appendix C)
     validation: int = 5000
@@ -101,6 +102,8 @@ class TrainConfig:
                               f"found {self.augment_strength!r}")
         if not (isinstance(self.augment_delay, int) and self.augment_delay >= 0):
             raise Lenet5Error(f"augment_delay must be an integer >= 0 (epochs), found {self.augment_delay!r}")
+        if not (isinstance(self.clean_epochs, int) and self.clean_epochs >= 0):
+            raise Lenet5Error(f"clean_epochs must be an integer >= 0 (epochs), found {self.clean_epochs!r}")
         if self.validation < 0:
             raise Lenet5Error(f"validation must be >= 0, found {self.validation!r}")
 
@@ -109,7 +112,8 @@ def upgrade_saved(values: dict[str, Any]) -> dict[str, Any]:
     """A config saved by an older lenet5, in today's fields, so an old run resumes as it was
     started: `augment_shift`, a number of pixels, becomes the shift distortion of that many
     pixels, at full strength from the first step; the settings added since take the values
-    that give what that lenet5 did (a new permutation each epoch, no test tracking)."""
+    that give what that lenet5 did (a new permutation each epoch, no test tracking,
+    distortions to the end)."""
     values = dict(values)
     if "augment" not in values and "augment_strength" not in values and "augment_shift" in values:
         from .data.augment import SHIFT_PIXELS
@@ -119,7 +123,7 @@ def upgrade_saved(values: dict[str, Any]) -> dict[str, Any]:
             values["augment"] = "shift" if pixels else "none"
             values["augment_strength"] = pixels / SHIFT_PIXELS
             values.setdefault("augment_delay", 0)
-    for name, then in (("track_test", False), ("order", "shuffle"), ("mu", TrainConfig.mu)):
+    for name, then in (("track_test", False), ("order", "shuffle"), ("mu", TrainConfig.mu), ("clean_epochs", 0)):
         values.setdefault(name, then)
     return values
 

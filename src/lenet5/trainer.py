@@ -1,17 +1,19 @@
 """The trainer: the epoch loop around one visible training step.
 
     optimizer.zero_grad()
-    logits = engine.forward(x)
+    logits = engine.forward(x, distortion=distortion)  # the batch's training distortion, or None
     loss, dlogits = loss_fn.value_and_grad(logits, y)
     engine.backward(dlogits, input_grad=False)
     optimizer.step()
 
 It knows the model only through that interface: the engine runs the model (in one process,
 or split over several), the loss turns logits into a value and a gradient, the optimiser
-updates the parameters they share. Each epoch shuffles a permutation, trains on every batch
-(the last partial one too), evaluates every validation image, then writes a checkpoint and
-the history. Ctrl-C or SIGTERM writes a checkpoint mid-epoch; resuming restores every random
-state, so a run stopped and continued ends with the weights of a run left alone, bit for bit.
+updates the parameters they share. The engine distorts the batch itself, so a data-parallel
+engine splits the distortions over its processes with the rows. Each epoch shuffles a
+permutation, trains on every batch (the last partial one too), evaluates every validation
+image, then writes a checkpoint and the history. Ctrl-C or SIGTERM writes a checkpoint
+mid-epoch; resuming restores every random state, so a run stopped and continued ends with
+the weights of a run left alone, bit for bit.
 """
 
 from __future__ import annotations
@@ -106,10 +108,12 @@ class Trainer:
         return self.run_dir / CHECKPOINT
 
     # -- the step ------------------------------------------------------------------------
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """One optimisation step on the batch (x, y); returns its mean loss and the logits."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, distortion=None) -> tuple[float, np.ndarray]:
+        """One optimisation step on the batch (x, y), distorted by `distortion` (a
+        `lenet5.data.augment.Distortion`, which the engine applies); returns its mean loss
+        and the logits."""
         self.optimizer.zero_grad()
-        logits = self.engine.forward(x)
+        logits = self.engine.forward(x, distortion=distortion)
         loss, dlogits = self.loss_fn.value_and_grad(logits, y)
         self.engine.backward(dlogits, input_grad=False)
         self._check_finite(loss)  # a NaN must never reach the weights
@@ -173,11 +177,12 @@ class Trainer:
 
     def _run_epoch(self) -> None:
         from .data import iterate_minibatches, num_batches
-        from .data.augment import distort
+        from .data.augment import Distortion
 
         config, splits, state = self.config, self.splits, self.state
         lr = self.optimizer.lr = self.schedule(state.epoch)
-        strength = config.augment_strength if state.epoch >= config.augment_delay else 0.0
+        distorting = config.augment_delay <= state.epoch < config.epochs - config.clean_epochs
+        strength = config.augment_strength if distorting else 0.0
         if state.step == 0:
             if config.order == "fixed":
                 self.shuffle_rng.bit_generator.state = self.first_shuffle_state
@@ -195,8 +200,8 @@ class Trainer:
                             f"epoch {state.epoch + 1}/{config.epochs}", self.progress)
         try:
             for x, y in itertools.islice(batches, state.step, None):
-                x = distort(x, config.augment, strength, self.augment_rng, splits.background)
-                loss, logits = self.train_step(x, y)
+                distortion = Distortion.draw(config.augment, strength, self.augment_rng, splits.background)
+                loss, logits = self.train_step(x, y, distortion)
                 state.step += 1
                 partial["loss_sum"] += loss * len(y)
                 partial["correct"] += int((logits.argmax(axis=1) == y).sum())

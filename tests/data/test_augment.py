@@ -8,7 +8,7 @@ import pytest
 
 from lenet5.checkpoint import Checkpoint
 from lenet5.data.augment import (
-    ELASTIC_ALPHA, ELASTIC_SIGMA, KINDS, ROTATION_DEGREES, SCALE, SHEAR, TRANSLATION, affine_sample_points,
+    ELASTIC_ALPHA, ELASTIC_SIGMA, KINDS, Distortion, ROTATION_DEGREES, SCALE, SHEAR, TRANSLATION, affine_sample_points,
     bilinear_sample, distort, elastic_field, gaussian_matrix, random_affine, random_shift,
 )
 from lenet5.errors import Lenet5Error
@@ -94,7 +94,9 @@ def test_a_pure_integer_translation_equals_random_shift(max_shift):
 def test_shift_strength_is_pixels_over_two():
     images = digits(count=32)
     for strength, pixels in ((0.5, 1), (1.0, 2), (1.5, 3)):
-        expected = random_shift(images, pixels, np.random.default_rng(2), fill=-0.4)
+        # distort draws the batch's seed, and the shifts come from a generator of that seed.
+        seed = Distortion.draw("shift", strength, np.random.default_rng(2)).seed
+        expected = random_shift(images, pixels, np.random.default_rng(seed), fill=-0.4)
         assert np.array_equal(distort(images, "shift", strength, np.random.default_rng(2), fill=-0.4), expected)
 
 
@@ -204,6 +206,46 @@ def test_the_same_seed_distorts_the_same_way(kind):
     assert not np.array_equal(first, distort(images, kind, 1.0, np.random.default_rng(12), fill=-0.4))
 
 
+@pytest.mark.parametrize("kind", ["shift", "affine", "elastic"])
+@pytest.mark.parametrize("cuts", [(0, 16, 70), (0, 11, 12, 70), (0, 0, 69, 70), (0, 32, 64, 70)])
+def test_a_batch_distorted_in_shares_equals_the_batch_distorted_whole(kind, cuts):
+    # What each data-parallel process does with its rows: the same seed, its own slice.
+    images = digits(count=70, seed=3)  # blocks of 32, 32 and 6 rows
+    distortion = Distortion.draw(kind, 1.0, np.random.default_rng(4), fill=-0.4)
+    whole = distortion.apply(images)
+    shares = [distortion.apply(images[start:stop], start) for start, stop in zip(cuts[:-1], cuts[1:])]
+    assert [len(share) for share in shares] == [stop - start for start, stop in zip(cuts[:-1], cuts[1:])]
+    together = np.concatenate(shares)
+    if kind == "elastic":  # the smoothing's products differ in size, so may round differently
+        assert np.allclose(together, whole, atol=1e-5)
+    else:
+        assert np.array_equal(together, whole)
+    assert not np.array_equal(whole, images)
+    # Every block has its own generator: the same digit in the same place of two blocks
+    # is distorted differently.
+    same = distortion.apply(np.repeat(images[:1], 64, axis=0))
+    assert not np.array_equal(same[0], same[Distortion.BLOCK])
+
+
+def test_a_distortion_is_one_draw_and_travels_as_four_words():
+    rng = np.random.default_rng(8)
+    for kind in ("none", "affine"):
+        state = rng.bit_generator.state
+        assert Distortion.draw(kind, 0.0, rng) is None and rng.bit_generator.state == state
+    assert Distortion.draw("none", 1.0, rng) is None
+    first, second = Distortion.draw("elastic", 0.75, rng, fill=-0.42), Distortion.draw("elastic", 0.75, rng, fill=-0.42)
+    assert first.seed != second.seed
+    words = first.to_words()
+    assert len(words) == 4 and all(isinstance(word, int) for word in words)
+    assert np.array(words, np.int64).tolist() == list(words)  # each fits an int64 word
+    assert Distortion.from_words(words) == first
+    assert Distortion.from_words((0, 0, 0, 0)) is None
+    with pytest.raises(ValueError, match="the first row must be 0 or more, found -1"):
+        first.apply(digits(count=4), -1)
+    with pytest.raises(ValueError, match="unknown distortion 'blur'"):
+        Distortion.draw("blur", 1.0, rng)
+
+
 def test_elastic_moves_strokes_more_than_affine_alone():
     images = digits(count=256, seed=2)
     affine = distort(images, "affine", 1.0, np.random.default_rng(0), fill=-0.4)
@@ -290,31 +332,38 @@ def test_bad_augment_settings_are_one_line_errors():
         small_config(augment="blur").resolved()
     with pytest.raises(Lenet5Error, match="augment_strength must be a number in 0..4, found -1"):
         small_config(augment="affine", augment_strength=-1).resolved()
+    with pytest.raises(Lenet5Error, match="clean_epochs must be an integer >= 0 \\(epochs\\), found -2"):
+        small_config(augment="affine", clean_epochs=-2).resolved()
 
 
-def test_a_delayed_run_trains_its_first_epochs_on_the_images_as_they_are(tmp_path, closing):
+@pytest.mark.parametrize("epochs, delay, clean, distorted_epochs", [
+    (3, 2, 0, [3]), (4, 1, 2, [2]), (3, 0, 1, [1, 2]), (2, 0, 2, []), (3, 2, 2, []),
+])
+def test_the_delay_and_the_clean_epochs_leave_the_first_and_last_epochs_undistorted(
+        tmp_path, closing, epochs, delay, clean, distorted_epochs):
     from lenet5.fast import FastModel
 
     inputs = []
 
     class Recording(FastModel):
-        def forward(self, x):
-            if self.model.training:
-                inputs.append(x.copy())
-            return super().forward(x)
+        def forward(self, x, distortion=None):
+            if self.model.training:  # what the model runs on: the batch as the engine distorts it
+                inputs.append(x.copy() if distortion is None else distortion.apply(x))
+            return super().forward(x, distortion)
 
     splits = synthetic_splits(n_train=64)
     run_dir = tmp_path / "delayed"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
-    trainer = make_trainer(run_dir, small_config(epochs=3, augment="affine", augment_delay=2), splits,
-                           engine=Recording)
+    config = small_config(epochs=epochs, augment="affine", augment_delay=delay, clean_epochs=clean)
+    trainer = make_trainer(run_dir, config, splits, engine=Recording)
     closing(trainer)
     trainer.fit()
     known = {image.tobytes() for image in splits.x_train}
-    as_drawn, distorted = inputs[:4], inputs[4:]  # two batches of 32 an epoch
-    assert len(distorted) == 2
-    assert all(image.tobytes() in known for batch in as_drawn for image in batch)
-    assert not any(image.tobytes() in known for batch in distorted for image in batch)
+    assert len(inputs) == 2 * epochs  # two batches of 32 an epoch
+    for epoch in range(1, epochs + 1):
+        batches = inputs[2 * (epoch - 1): 2 * epoch]
+        as_drawn = [image.tobytes() in known for batch in batches for image in batch]
+        assert not any(as_drawn) if epoch in distorted_epochs else all(as_drawn), epoch
 
 
 def test_the_train_command_takes_the_distortion_its_delay_and_test_tracking(tmp_path, mnist_dir, capsys):
@@ -326,9 +375,11 @@ def test_the_train_command_takes_the_distortion_its_delay_and_test_tracking(tmp_
     small = ["--train-limit", "600", "--validation", "100", "--test-limit", "200", "--batch-size", "100",
              "--workers", "1", "--no-progress", "--data-dir", str(mnist_dir), "--out", str(run_dir)]
     assert main(["train", "--epochs", "1", "--augment", "elastic", "--augment-strength", "0.5",
-                 "--augment-delay", "3", *small]) == 0
+                 "--augment-delay", "3", "--clean-epochs", "2", *small]) == 0
     settings = json.loads((run_dir / "model.json").read_text())["hyperparameters"]
-    assert (settings["augment"], settings["augment_strength"], settings["augment_delay"]) == ("elastic", 0.5, 3)
+    assert (settings["augment"], settings["augment_strength"], settings["augment_delay"],
+            settings["clean_epochs"]) == ("elastic", 0.5, 3, 2)
+    assert "elastic distortions (strength 0.5, after epoch 3, none in the last 2)" in capsys.readouterr().out
     assert json.loads((run_dir / "history.json").read_text())[0]["test_accuracy"] is None
     # --track-test may be turned on when resuming; the distortion may not change.
     assert main(["train", "--epochs", "2", "--resume", "--track-test", *small]) == 0
@@ -337,6 +388,8 @@ def test_the_train_command_takes_the_distortion_its_delay_and_test_tracking(tmp_
     assert "test_acc" in capsys.readouterr().out
     assert main(["train", "--epochs", "3", "--resume", "--augment", "shift", *small]) == 1
     assert "--augment cannot change them" in capsys.readouterr().err
+    assert main(["train", "--epochs", "3", "--resume", "--clean-epochs", "1", *small]) == 1
+    assert "--clean-epochs cannot change them" in capsys.readouterr().err
 
 
 def test_the_report_draws_each_kind_on_the_same_digits(tmp_path):

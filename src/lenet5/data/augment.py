@@ -22,6 +22,7 @@ checkpoints it, and a resumed run distorts the same images the same way).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -43,17 +44,24 @@ def random_shift(images: np.ndarray, max_shift: int, rng: np.random.Generator, f
     """Each image moved by its own random (dy, dx) in [−max_shift, max_shift], the uncovered
     border filled with `fill` (the preprocessed background value).
 
-    Shape: (N, C, H, W) -> (N, C, H, W). One gather over a strided view, no loop over images.
+    Shape: (N, C, H, W) -> (N, C, H, W).
     """
     if max_shift <= 0:
         return images
+    return shift_images(images, max_shift, rng.integers(0, 2 * max_shift + 1, (2, len(images))), fill)
+
+
+def shift_images(images: np.ndarray, max_shift: int, offsets: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """Image n's output pixel (i, j) shows its input (i + dy − s, j + dx − s), where
+    (dy, dx) = offsets[:, n] in [0, 2s] and s = max_shift; outside the input reads `fill`.
+
+    Shape: (N, C, H, W) -> (N, C, H, W). One gather over a strided view, no loop over images.
+    """
     count, channels, height, width = images.shape
     padded = np.full((count, channels, height + 2 * max_shift, width + 2 * max_shift), fill, images.dtype)
     padded[:, :, max_shift: max_shift + height, max_shift: max_shift + width] = images
     windows = sliding_window_view(padded, (height, width), axis=(2, 3))  # (N, C, 2s+1, 2s+1, H, W)
-    dy = rng.integers(0, 2 * max_shift + 1, count)
-    dx = rng.integers(0, 2 * max_shift + 1, count)
-    return windows[np.arange(count), :, dy, dx]
+    return windows[np.arange(count), :, offsets[0], offsets[1]]
 
 
 def bilinear_sample(images: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: float = 0.0) -> np.ndarray:
@@ -66,24 +74,35 @@ def bilinear_sample(images: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill
     points = rows.shape
     # A frame of `fill` (one pixel before, two after) and points clipped to [−1, H] × [−1, W]:
     # a point beyond the image then has only fill around it, as it would unclipped, and every
-    # point's four neighbours are the same four offsets from its top-left one. In place where
-    # it can be: this runs on every training batch.
+    # point's four neighbours are the same four offsets from its top-left one. Few passes,
+    # in place where they can be: this runs on every training batch.
     padded = np.full((count, channels, height + 3, width + 3), fill, images.dtype)
     padded[:, :, 1: height + 1, 1: width + 1] = images
     stride, plane = width + 3, (height + 3) * (width + 3)
-    down = np.clip(rows.reshape(count, 1, -1), -1, height, dtype=np.float32)
-    right = np.clip(cols.reshape(count, 1, -1), -1, width, dtype=np.float32)
+    down = np.clip(rows.reshape(count, -1), -1, height, dtype=np.float32)
+    right = np.clip(cols.reshape(count, -1), -1, width, dtype=np.float32)
     top, left = np.floor(down), np.floor(right)
     down -= top  # the fractions: the weights of the lower and right neighbours
     right -= left
-    corner = ((top + 1) * stride + left + 1).astype(np.intp)  # exact: small integers in float32
-    corner = corner + (np.arange(count * channels) * plane).reshape(count, channels, 1)  # (N, C, H·W)
+    # The top-left neighbour's index in the flat padded batch (the frame's pixel before the
+    # image included); float32 holds it exactly below 2²⁴.
+    index_type = np.float32 if count * channels * plane < 2**24 else np.float64
+    top = top.astype(index_type, copy=False)
+    top *= stride
+    top += left
+    top += (np.arange(count, dtype=index_type) * (channels * plane) + stride + 1)[:, None]
+    corner = top.astype(np.intp)
+    if channels > 1:
+        corner = corner[:, None, :] + (np.arange(channels) * plane)[None, :, None]  # (N, C, H'·W')
+    else:
+        corner = corner[:, None, :]
+    down, right = down[:, None, :], right[:, None, :]
     flat = padded.reshape(-1)
-    upper = flat[corner]
-    upper += (flat[corner + 1] - upper) * right
+    upper = flat.take(corner)
+    upper += (flat.take(corner + 1) - upper) * right
     corner += stride
-    lower = flat[corner]
-    lower += (flat[corner + 1] - lower) * right
+    lower = flat.take(corner)
+    lower += (flat.take(corner + 1) - lower) * right
     upper += (lower - upper) * down
     return upper.reshape(count, channels, *points[1:]).astype(images.dtype, copy=False)
 
@@ -93,15 +112,22 @@ def affine_sample_points(matrices: np.ndarray, translations: np.ndarray, shape: 
     centre, then by `translations`: output = centre + A·(input − centre) + t, inverted.
 
     Shape: matrices (N, 2, 2) and translations (N, 2), both in (row, column) order ->
-    rows, cols (N, H, W).
+    rows, cols (N, H, W), float32.
     """
     height, width = shape
     centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
-    inverse = np.linalg.inv(matrices)[:, :, :, None, None]  # (N, 2, 2, 1, 1)
-    row = (np.arange(height) - centre_row)[None, :, None] - translations[:, 0, None, None]  # (N, H, 1)
-    col = (np.arange(width) - centre_col)[None, None, :] - translations[:, 1, None, None]  # (N, 1, W)
-    return (centre_row + inverse[:, 0, 0] * row + inverse[:, 0, 1] * col,
-            centre_col + inverse[:, 1, 0] * row + inverse[:, 1, 1] * col)
+    # The 2×2 inverse written out ([[d, −b], [−c, a]] / det): np.linalg.inv's checks cost more.
+    (a, b), (c, d) = matrices.transpose(1, 2, 0)
+    inverse = (np.array([[d, -b], [-c, a]]) / (a * d - b * c)).astype(np.float32).transpose(2, 0, 1)
+    inverse = inverse[:, :, :, None, None]  # (N, 2, 2, 1, 1)
+    translations = translations.astype(np.float32)
+    row = (np.arange(height, dtype=np.float32) - centre_row)[None, :, None] - translations[:, 0, None, None]
+    col = (np.arange(width, dtype=np.float32) - centre_col)[None, None, :] - translations[:, 1, None, None]
+    rows = inverse[:, 0, 1] * col + np.float32(centre_row)  # (N, 1, W) + (N, H, 1) below
+    rows = rows + inverse[:, 0, 0] * row
+    cols = inverse[:, 1, 1] * col + np.float32(centre_col)
+    cols = cols + inverse[:, 1, 0] * row
+    return rows, cols
 
 
 def random_affine(count: int, rng: np.random.Generator, strength: float = 1.0):
@@ -114,14 +140,15 @@ def random_affine(count: int, rng: np.random.Generator, strength: float = 1.0):
                                             * np.array([[math.radians(ROTATION_DEGREES)], [SCALE], [SQUEEZE],
                                                         [SHEAR], [TRANSLATION], [TRANSLATION]]))
     cos, sin = np.cos(angle), np.sin(angle)
-    rotation = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], 1)
-    shearing = np.zeros((count, 2, 2))
-    shearing[:, 0, 0] = shearing[:, 1, 1] = 1
-    shearing[:, 1, 0] = shear
-    sizing = np.zeros((count, 2, 2))
-    sizing[:, 0, 0] = (1 + scale) * (1 + squeeze)
-    sizing[:, 1, 1] = (1 + scale) / (1 + squeeze)
-    return rotation @ shearing @ sizing, np.stack([dy, dx], 1)
+    tall, wide = (1 + scale) * (1 + squeeze), (1 + scale) / (1 + squeeze)
+    # rotation [[cos, −sin], [sin, cos]] @ shear [[1, 0], [shear, 1]] @ sizing diag(tall, wide),
+    # multiplied out: a batch of 2×2 products costs more in calls than in arithmetic.
+    matrices = np.empty((count, 2, 2))
+    matrices[:, 0, 0] = (cos - sin * shear) * tall
+    matrices[:, 0, 1] = -sin * wide
+    matrices[:, 1, 0] = (sin + cos * shear) * tall
+    matrices[:, 1, 1] = cos * wide
+    return matrices, np.stack([dy, dx], 1)
 
 
 def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
@@ -135,33 +162,107 @@ def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
 
 
 def elastic_field(count: int, shape: tuple[int, int], rng: np.random.Generator, alpha: float = ELASTIC_ALPHA,
-                  sigma: float = ELASTIC_SIGMA) -> np.ndarray:
+                  sigma: float = ELASTIC_SIGMA, rows: slice = slice(None)) -> np.ndarray:
     """Simard et al. 2003's displacements: uniform in [−1, 1] at every pixel, smoothed by a
-    Gaussian of width `sigma` (separably, as two matrix products per image), times `alpha`.
+    Gaussian of width `sigma` (separably, by a matrix on each side), times `alpha`. `rows`:
+    which of the `count` images drawn to smooth and return.
 
-    Shape: -> (N, 2, H, W), the (row, column) displacement of each output pixel's sample point.
+    Shape: -> (n, 2, H, W), the (row, column) displacement of each output pixel's sample point.
     """
     height, width = shape
-    noise = 2 * rng.random((count, 2, height, width), dtype=np.float32) - 1
-    # 2N small products, not two large ones: a large one goes to BLAS's threads, which on a
-    # busy machine (or beside the data-parallel workers) waited ten times longer (measured).
-    return alpha * (gaussian_matrix(height, sigma) @ noise @ gaussian_matrix(width, sigma).T)
+    noise = rng.random((count, 2, height, width), dtype=np.float32)[rows]
+    noise *= 2
+    noise -= 1
+    across = (noise.reshape(-1, width) @ (alpha * gaussian_matrix(width, sigma)).T).reshape(noise.shape)
+    return gaussian_matrix(height, sigma) @ across
 
 
 def distort(images: np.ndarray, kind: str, strength: float, rng: np.random.Generator, fill: float = 0.0) -> np.ndarray:
-    """The trainer's one call: `images` distorted by `kind` (one of KINDS) at `strength`.
+    """`images` distorted by `kind` (one of KINDS) at `strength`: `Distortion.draw` then
+    `apply`, in one call.
 
     Shape: (N, C, H, W) -> (N, C, H, W); the input itself when nothing would change it.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown distortion {kind!r}; known: {', '.join(KINDS)}")
-    if kind == "none" or strength <= 0:
-        return images
-    if kind == "shift":
-        return random_shift(images, round(SHIFT_PIXELS * strength), rng, fill)
-    count, _, height, width = images.shape
-    rows, cols = affine_sample_points(*random_affine(count, rng, strength), (height, width))
-    if kind == "elastic":
-        field = elastic_field(count, (height, width), rng, ELASTIC_ALPHA * strength)
-        rows, cols = rows + field[:, 0], cols + field[:, 1]
-    return bilinear_sample(images, rows, cols, fill)
+    distortion = Distortion.draw(kind, strength, rng, fill)
+    return images if distortion is None else distortion.apply(images)
+
+
+@dataclass(frozen=True)
+class Distortion:
+    """One batch's distortions, as four numbers: every image's parameters come from `seed`.
+
+    The trainer draws one per batch from its generator (`draw`) and hands it to the engine
+    with the undistorted batch; a data-parallel engine sends it to each process, which
+    distorts only its own rows (`apply` with their `start`). Each block of BLOCK rows of the
+    batch draws its images' parameters from its own generator, seeded by (seed, block), so
+    a row is distorted the same way whichever process holds it.
+    """
+
+    kind: str
+    strength: float
+    fill: float
+    seed: int
+
+    # Rows distorted together: a block's intermediate arrays (sample points, indices,
+    # neighbours, each a few passes) stay in a core's cache; a whole batch of 128 did not,
+    # and distorting it took twice as long (measured on the 2-core machine).
+    BLOCK = 32
+
+    @classmethod
+    def draw(cls, kind: str, strength: float, rng: np.random.Generator, fill: float = 0.0) -> "Distortion | None":
+        """The next batch's distortion, one integer drawn from `rng`; None (and nothing drawn)
+        for "none" or strength 0."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown distortion {kind!r}; known: {', '.join(KINDS)}")
+        if kind == "none" or strength <= 0:
+            return None
+        return cls(kind, float(strength), float(fill), int(rng.integers(2**63)))
+
+    def apply(self, images: np.ndarray, start: int = 0) -> np.ndarray:
+        """Rows `start` to `start + len(images)` of the batch, distorted.
+
+        Shape: (n, C, H, W) -> (n, C, H, W).
+        """
+        if start < 0:
+            raise ValueError(f"Distortion.apply: the first row must be 0 or more, found {start}")
+        if self.kind == "shift" and round(SHIFT_PIXELS * self.strength) <= 0:
+            return images
+        out = np.empty_like(images)
+        stop = start + len(images)
+        for block in range(start // self.BLOCK, -(-stop // self.BLOCK)):
+            first = block * self.BLOCK
+            rows = slice(max(first, start), min(first + self.BLOCK, stop))  # of the batch, held here
+            rng = np.random.default_rng([self.seed, block])
+            mine = slice(rows.start - first, rows.stop - first)  # the same rows within the block
+            held = slice(rows.start - start, rows.stop - start)  # and within `images`
+            out[held] = self._distort_block(images[held], rng, mine)
+        return out
+
+    def _distort_block(self, images: np.ndarray, rng: np.random.Generator, mine: slice) -> np.ndarray:
+        """The rows `mine` of a block, whose BLOCK images' parameters `rng` draws."""
+        if self.kind == "shift":
+            pixels = round(SHIFT_PIXELS * self.strength)
+            return shift_images(images, pixels, rng.integers(0, 2 * pixels + 1, (2, self.BLOCK))[:, mine], self.fill)
+        matrices, translations = random_affine(self.BLOCK, rng, self.strength)
+        height, width = images.shape[2:]
+        down, across = affine_sample_points(matrices[mine], translations[mine], (height, width))
+        if self.kind == "elastic":
+            field = elastic_field(self.BLOCK, (height, width), rng, ELASTIC_ALPHA * self.strength, rows=mine)
+            down += field[:, 0]
+            across += field[:, 1]
+        return bilinear_sample(images, down, across, self.fill)
+
+    def to_words(self) -> tuple[int, int, int, int]:
+        """The distortion as four int64 words (the floats by their bits), for the data-parallel
+        call record."""
+        bits = np.array([self.strength, self.fill], np.float64).view(np.int64)
+        return KINDS.index(self.kind), int(bits[0]), int(bits[1]), self.seed
+
+    @classmethod
+    def from_words(cls, words) -> "Distortion | None":
+        """`to_words`'s inverse; all-zero words (kind "none") read as None."""
+        kind, strength, fill, seed = (int(word) for word in words)
+        if kind == 0:
+            return None
+        strength, fill = np.array([strength, fill], np.int64).view(np.float64)
+        return cls(KINDS[kind], float(strength), float(fill), seed)

@@ -81,10 +81,16 @@ class FastModel(Predicting):
         return kind(layer)
 
     # -- the passes, as the reference model's ----------------------------------------------
-    def forward(self, x) -> np.ndarray:
+    def forward(self, x, distortion=None) -> np.ndarray:
         """Batch-first in, batch-first out. The input is copied once into batch-last order so
         that every step reads contiguous memory: im2col on the strided view of an NCHW batch
-        took 4.4 of the relu model's 10.4 s per epoch (measured by benchmarks/bench.py)."""
+        took 4.4 of the relu model's 10.4 s per epoch (measured by benchmarks/bench.py).
+
+        distortion: a `lenet5.data.augment.Distortion` applied to x first (the trainer's
+        training distortions; DataParallel splits them over its processes).
+        """
+        if distortion is not None:
+            x = distortion.apply(x)
         self._run = self.training_steps()
         h = np.ascontiguousarray(to_batch_last(as_float(x)))
         for step in self._run:

@@ -10,7 +10,9 @@ the optimiser updates; ranks 1 … W − 1 are spawned workers, each with a copy
 1. forward(x): rank 0 copies into shared memory its parameters, buffers and train/eval
    modes, each worker's rows of x, and, in training, every Dropout layer's keep mask for
    the whole batch, drawn from the model's generators exactly as one process would. It
-   posts the call, and every rank runs `FastModel.forward` on its rows. BatchNorm adds its
+   posts the call (with the batch's training distortion, four numbers: each rank distorts
+   its own rows, so the distortions are split as the rows are), and every rank runs
+   `FastModel.forward` on its rows. BatchNorm adds its
    per-channel sums over the ranks through `all_sum`, so its batch statistics, and the
    running statistics it updates, are the whole batch's. Rank 0 gathers the logits.
 2. The caller computes the loss and its gradient on the gathered logits (no loss here).

@@ -13,7 +13,10 @@ import numpy as np
 
 FORWARD, BACKWARD, PREDICT, QUIT = 1, 2, 3, 4
 MAX_SAMPLE_DIMS = 8
-HEADER = 5 + MAX_SAMPLE_DIMS  # kind, total, batch size, input grad, itemsize, then the sample shape
+DISTORTION_WORDS = 4  # a lenet5.data.augment.Distortion's `to_words`; all zero for none
+# kind, total, batch size, input grad, itemsize, the distortion, then the sample shape
+HEADER = 5 + DISTORTION_WORDS + MAX_SAMPLE_DIMS
+SHAPE_START = 5 + DISTORTION_WORDS
 
 
 def record_length(world: int) -> int:
@@ -28,6 +31,8 @@ class Call:
     kind: FORWARD, BACKWARD, PREDICT or QUIT. total: rows of the whole batch. shares: each
     rank's (start, stop) rows. sample_shape, itemsize: one row of the input (4: float32,
     8: float64). batch_size: PREDICT's batch. input_grad: BACKWARD also returns dx.
+    distortion: FORWARD's training distortion as words (`Distortion.to_words`), which every
+    rank applies to its own rows; all zero for none.
     """
 
     kind: int
@@ -37,6 +42,7 @@ class Call:
     itemsize: int = 4
     batch_size: int = 0
     input_grad: bool = False
+    distortion: tuple[int, ...] = (0,) * DISTORTION_WORDS
 
     @property
     def dtype(self) -> np.dtype:
@@ -51,7 +57,8 @@ class Call:
             raise ValueError(f"DataParallel: samples of shape {self.sample_shape} have more than "
                              f"{MAX_SAMPLE_DIMS} dimensions")
         record[:5] = self.kind, self.total, self.batch_size, int(self.input_grad), self.itemsize
-        record[5 : 5 + len(self.sample_shape)] = self.sample_shape
+        record[5:SHAPE_START] = self.distortion
+        record[SHAPE_START : SHAPE_START + len(self.sample_shape)] = self.sample_shape
         record[HEADER] = len(self.sample_shape)
         record[HEADER + 1 : HEADER + 1 + 2 * len(self.shares)] = np.ravel(self.shares)
 
@@ -59,7 +66,8 @@ class Call:
     def read(cls, record: np.ndarray, world: int) -> "Call":
         words = [int(word) for word in record]
         kind, total, batch_size, input_grad, itemsize = words[:5]
-        sample_shape = tuple(words[5 : 5 + words[HEADER]])
+        distortion = tuple(words[5:SHAPE_START])
+        sample_shape = tuple(words[SHAPE_START : SHAPE_START + words[HEADER]])
         bounds = words[HEADER + 1 : HEADER + 1 + 2 * world]
         shares = tuple(zip(bounds[::2], bounds[1::2]))
-        return cls(kind, total, shares, sample_shape, itemsize, batch_size, bool(input_grad))
+        return cls(kind, total, shares, sample_shape, itemsize, batch_size, bool(input_grad), distortion)

@@ -62,14 +62,18 @@ class DataParallel(Predicting):
         self._split = None  # (pool, shares) of the last forward, if it was split
 
     # -- training -------------------------------------------------------------------------
-    def forward(self, x) -> np.ndarray:
-        """Logits (N, K) of the batch x (N, C, H, W), each process computing a share of the rows."""
+    def forward(self, x, distortion=None) -> np.ndarray:
+        """Logits (N, K) of the batch x (N, C, H, W), each process computing a share of the rows.
+
+        distortion: a `lenet5.data.augment.Distortion` of the batch: each process distorts its
+        own rows before running them, so the distortions are split with the batch.
+        """
         x = as_float(x)
         self._split = None
         if self.workers == 1 or len(x) < 2 * self.workers:
-            return self._local.forward(x)
+            return self._local.forward(x, distortion)
         shares = split_rows(len(x), self.workers)
-        logits = self._guarded(self._forward_split, x, shares)
+        logits = self._guarded(self._forward_split, x, shares, distortion)
         self._split = (self._pool, shares)
         return logits
 
@@ -89,7 +93,7 @@ class DataParallel(Predicting):
             raise ValueError(f"DataParallel.backward: dout has {len(dout)} rows, the forward had {shares[-1][1]}")
         return self._guarded(self._backward_split, dout, shares, input_grad)
 
-    def _forward_split(self, x: np.ndarray, shares) -> np.ndarray:
+    def _forward_split(self, x: np.ndarray, shares, distortion) -> np.ndarray:
         sample_shape = x.shape[1:]
         dropout = self._local.dropout_layers(sample_shape)
         pool = self._ready(Capacity(self._share_bytes(shares, sample_shape), mask_bytes(dropout, len(x))))
@@ -97,9 +101,11 @@ class DataParallel(Predicting):
         pool.masks.use(dropout, len(x), shares[0])
         for rank in range(1, self.workers):
             pool.put_input(rank, x[slice(*shares[rank])])
-        pool.post(Call(calls.FORWARD, len(x), shares, sample_shape, x.itemsize))
+        words = (0,) * calls.DISTORTION_WORDS if distortion is None else distortion.to_words()
+        pool.post(Call(calls.FORWARD, len(x), shares, sample_shape, x.itemsize, distortion=words))
         with blas_threads(1):
-            logits = pool.fast.forward(x[slice(*shares[0])])
+            own = x[slice(*shares[0])]
+            logits = pool.fast.forward(own if distortion is None else distortion.apply(own))
         pool.wait_answers()
         return self._gather(pool, logits, shares)
 

@@ -87,8 +87,14 @@ class Worker:
         if call.kind == calls.FORWARD:
             self.state.receive(self.memory)
             self.masks.use(self.fast.dropout_layers(call.sample_shape), call.total, (start, stop))
+            if any(call.distortion):
+                from ...data.augment import Distortion  # NumPy alone; loaded when a run distorts
+
+                rows = Distortion.from_words(call.distortion).apply(inputs, start)
+            else:
+                rows = inputs
             # A copy: the steps may keep their input for backward, and the area is reused.
-            self.put_output(self.fast.forward(inputs.copy()))
+            self.put_output(self.fast.forward(rows.copy() if rows is inputs else rows))
         elif call.kind == calls.BACKWARD:
             self.state.clear_gradients()
             dx = self.fast.backward(inputs, input_grad=call.input_grad)
