@@ -3,11 +3,16 @@ Simard's elastic deformations, each drawn per image and applied to a whole batch
 
     x = distort(x, "affine", 1.0, rng, fill=background)   # (N, C, H, W) -> (N, C, H, W)
 
+    distortion = Distortion.draw("affine", 1.0, rng, fill=background)   # what the trainer does:
+    logits = engine.forward(x, distortion=distortion)                    # the engine applies it
+
 A distortion is a map from each output pixel to the point of the input it shows; the input is
 read there by bilinear interpolation, and whatever falls outside the image reads `fill`, the
-preprocessed background. Every random number comes from `rng`, in one draw per kind of
-parameter, so a batch's distortions depend on the generator's state alone (the trainer
-checkpoints it, and a resumed run distorts the same images the same way).
+preprocessed background. A batch's distortions are four numbers (`Distortion`: kind,
+strength, fill, and a seed drawn from `rng`); each block of 32 rows draws its images'
+parameters from a generator seeded by (seed, block). So a batch's distortions depend on the
+trainer's generator alone (it is checkpointed, and a resumed run distorts the same images the
+same way), and a data-parallel engine distorts each process's rows in that process.
 
     kind      strength 1 means                                    after
     shift     integer translations of up to ±2 pixels              LeCun et al. 1998
