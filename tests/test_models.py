@@ -5,7 +5,7 @@ import pytest
 
 from lenet5.errors import Lenet5Error
 from lenet5.models import C3_CONNECTIONS, MODELS, build_model, get_spec
-from lenet5.nn import check_model
+from lenet5.nn import Conv2D, check_model
 
 torch = pytest.importorskip("torch")
 from lenet5.torch_twin import torch_twin  # noqa: E402
@@ -98,6 +98,19 @@ def test_lenet5_1998_softmax_uses_the_papers_c3_table_and_printed_initialisation
     # U(±2.4 / fan_in); for C3 the fan-in is that of its widest map, 6 inputs × 25 taps.
     assert 0.5 * 2.4 / 25 < np.abs(model["c1"].weight.value).max() <= 2.4 / 25
     assert 0.5 * 2.4 / 150 < np.abs(weight).max() <= 2.4 / 150
+
+
+def test_lenet5_wide_keeps_within_the_issue_s_70000_parameters_with_its_weight_in_the_convolutions():
+    # Issue 17's bar for the recipe beyond 99.5%: at most 70,000 parameters.
+    wide, plain = build_model("lenet5-wide"), build_model("lenet5")
+    assert wide.num_parameters() == 65_274 <= 70_000
+    convolutions = [layer for layer in wide.modules() if isinstance(layer, Conv2D)]
+    assert [layer.out_channels for layer in convolutions] == [16, 32]
+    in_convolutions = sum(layer.weight.value.size for layer in convolutions)
+    plain_in_convolutions = sum(layer.weight.value.size for layer in plain.modules() if isinstance(layer, Conv2D))
+    assert in_convolutions == 13_200 and plain_in_convolutions == 2_550
+    defaults = get_spec("lenet5-wide").defaults
+    assert (defaults.epochs, defaults.augment, defaults.augment_delay, defaults.clean_epochs) == (30, "affine", 5, 2)
 
 
 def test_each_model_declares_its_preprocessing():

@@ -86,6 +86,19 @@ def _lenet5(rng):
     ]
 
 
+def _lenet5_wide(rng):
+    # LeNet-5's parameters moved from its dense layers (400→120→84 holds 58,000 of lenet5's
+    # 62,000) into its convolutions: 16 and 32 maps, one 64-unit hidden layer; 65,274 in all.
+    he = dict(weight_init="he_uniform", rng=rng, bias=False)
+    return [
+        Conv2D(1, 16, 5, padding=2, **he), BatchNorm2D(16), MaxPool2D(2), ReLU(),
+        Conv2D(16, 32, 5, **he), BatchNorm2D(32), MaxPool2D(2), ReLU(),
+        Flatten(),
+        Dense(800, 64, **he), BatchNorm1D(64), ReLU(), Dropout(0.5, rng=_child(rng)),
+        Dense(64, 10, weight_init="glorot_uniform", rng=rng),
+    ]
+
+
 def _saturating_stack(activation, first_padding, rng):
     """The classic LeNet-5 stack (conv, conv, conv, dense, dense) with a saturating
     activation and average pooling; `classic` and `tanh` differ only in these two."""
@@ -174,9 +187,20 @@ MODELS: dict[str, ModelSpec] = {
             "lenet5", "LeNet-5 modernised: ReLU, max-pooling, BatchNorm and dropout (default)",
             _lenet5, Preprocessing("standardize", 0),
             # Distortions pay over many epochs and cost accuracy in a few (docs/accuracy.md):
-            # they start after epoch 5, so a short run trains on the digits as drawn.
+            # they start after epoch 5, so a short run trains on the digits as drawn, and stop
+            # for the last 2, so a long one ends on them (99.42%, from 99.31% after the last
+            # distorted epoch).
             TrainingDefaults(epochs=20, batch_size=128, optimizer="adam", lr=4e-3, schedule="cosine",
-                             augment="affine", augment_delay=5),
+                             augment="affine", augment_delay=5, clean_epochs=2),
+        ),
+        ModelSpec(
+            "lenet5-wide", "LeNet-5 with its parameters in its convolutions: 16 and 32 maps, one 64-unit "
+                           "hidden layer; the recipe beyond 99.5%",
+            _lenet5_wide, Preprocessing("standardize", 0),
+            # docs/accuracy.md: 30 epochs, affine distortions from epoch 6, the last two on the
+            # digits as drawn (on all 60,000 images: 99.53% after epoch 28, 99.61% after 30).
+            TrainingDefaults(epochs=30, batch_size=128, optimizer="adam", lr=4e-3, schedule="cosine",
+                             augment="affine", augment_delay=5, clean_epochs=2),
         ),
         ModelSpec(
             "classic", "The classic LeNet-5: sigmoid, average pooling, 28×28 input padded by C1",
