@@ -188,8 +188,7 @@ MODELS: dict[str, ModelSpec] = {
             _lenet5, Preprocessing("standardize", 0),
             # Distortions pay over many epochs and cost accuracy in a few (docs/accuracy.md):
             # they start after epoch 5, so a short run trains on the digits as drawn, and stop
-            # for the last 2, so a long one ends on them (99.42%, from 99.31% after the last
-            # distorted epoch).
+            # for the last 2, so a long one ends on them (99.42%; 99.40% distorting to the end).
             TrainingDefaults(epochs=20, batch_size=128, optimizer="adam", lr=4e-3, schedule="cosine",
                              augment="affine", augment_delay=5, clean_epochs=2),
         ),
