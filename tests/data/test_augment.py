@@ -299,7 +299,8 @@ def test_a_checkpoint_of_an_older_lenet5_with_augment_shift_resumes(tmp_path, cl
     from tests.crafted import DELETE, rewrite, set_field
 
     splits = synthetic_splits()
-    settings = dict(optimizer="momentum", augment="shift", augment_strength=1.0, augment_delay=0)
+    # An older lenet5 distorted to the last epoch: no clean epochs.
+    settings = dict(optimizer="momentum", augment="shift", augment_strength=1.0, augment_delay=0, clean_epochs=0)
     reference, _, _ = run(tmp_path, closing, "reference", splits=splits, **settings)
     _, _, run_dir = run(tmp_path, closing, "old", splits=splits, epochs=1, **settings)
 
@@ -307,6 +308,7 @@ def test_a_checkpoint_of_an_older_lenet5_with_augment_shift_resumes(tmp_path, cl
         for edit in (set_field("hyperparameters.augment_shift", 2), set_field("hyperparameters.augment", DELETE),
                      set_field("hyperparameters.augment_strength", DELETE),
                      set_field("hyperparameters.augment_delay", DELETE),
+                     set_field("hyperparameters.clean_epochs", DELETE),
                      set_field("hyperparameters.track_test", DELETE), set_field("hyperparameters.order", DELETE),
                      set_field("hyperparameters.mu", DELETE)):
             edit(metadata)
@@ -316,8 +318,8 @@ def test_a_checkpoint_of_an_older_lenet5_with_augment_shift_resumes(tmp_path, cl
     path = run_dir / "checkpoint.npz"
     rewrite(path, path, make_old)
     checkpoint = Checkpoint(path)
-    assert (checkpoint.config.augment, checkpoint.config.augment_strength, checkpoint.config.augment_delay) == (
-        "shift", 1.0, 0)
+    assert (checkpoint.config.augment, checkpoint.config.augment_strength, checkpoint.config.augment_delay,
+            checkpoint.config.clean_epochs) == ("shift", 1.0, 0, 0)
     resumed = make_trainer(run_dir, TrainConfig.from_dict({**vars(checkpoint.config), "epochs": 3}), splits,
                            log_name="log2")
     closing(resumed)
