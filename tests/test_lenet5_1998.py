@@ -210,7 +210,7 @@ def test_the_fixed_order_repeats_one_permutation_and_shuffle_does_not(tmp_path):
         trainer = make_trainer(run_dir, config_1998(order=order, batch_size=24, epochs=3), splits)
         seen = []
         step = trainer.train_step
-        trainer.train_step = lambda x, y: (seen.append(y.copy()), step(x, y))[1]
+        trainer.train_step = lambda x, y, distortion=None: (seen.append(y.copy()), step(x, y, distortion))[1]
         trainer.fit()
         orders[order] = seen
     assert all(np.array_equal(orders["fixed"][0], labels) for labels in orders["fixed"])
