@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import lenet5
 from lenet5.cli import main
 
 
@@ -18,3 +19,18 @@ def test_one_epoch_of_the_default_model_on_full_mnist(tmp_path, mnist_dir, capsy
     assert metrics["test_count"] == 10000
     assert metrics["test_accuracy"] >= 0.980
     assert f"test accuracy: {metrics['test_accuracy'] * 100:.2f}%" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_lenet5_wide_reaches_99_5_percent_on_full_mnist(tmp_path, mnist_dir):
+    # Issue 17's recipe beyond the paper, run as the README gives it: at most 70,000
+    # parameters, at least 99.5% (99.61% measured on the development machine; another
+    # machine's BLAS may round differently, hence the bar and not the exact number).
+    run_dir = tmp_path / "wide"
+    code = main(["train", "--model", "lenet5-wide", "--validation", "0", "--out", str(run_dir),
+                 "--data-dir", str(mnist_dir), "--no-progress"])
+    assert code == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_count"] == 10000
+    assert metrics["test_accuracy"] >= 0.995
+    assert lenet5.load(run_dir).model.num_parameters() <= 70_000
