@@ -82,8 +82,7 @@ class Lenet5Side:
         for start in range(0, len(order), batch_size):
             index = order[start: start + batch_size]
             optimizer.zero_grad()
-            distortion = Distortion.draw(augment, 1.0, rng, fill) if augment != "none" else None
-            logits = engine.forward(x[index], distortion=distortion) if distortion else engine.forward(x[index])
+            logits = engine.forward(x[index], distortion=Distortion.draw(augment, 1.0, rng, fill))
             _, dlogits = loss.value_and_grad(logits, y[index])
             engine.backward(dlogits, input_grad=False)
             optimizer.step()
@@ -104,8 +103,8 @@ class ReferenceEngine:
     def __init__(self, model):
         self.model = model
 
-    def forward(self, x):
-        return self.model.forward(x)
+    def forward(self, x, distortion=None):
+        return self.model.forward(x if distortion is None else distortion.apply(x))
 
     def backward(self, dout, input_grad=True):
         return self.model.backward(dout)

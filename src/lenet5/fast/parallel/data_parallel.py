@@ -103,9 +103,8 @@ class DataParallel(Predicting):
             pool.put_input(rank, x[slice(*shares[rank])])
         words = (0,) * calls.DISTORTION_WORDS if distortion is None else distortion.to_words()
         pool.post(Call(calls.FORWARD, len(x), shares, sample_shape, x.itemsize, distortion=words))
-        with blas_threads(1):
-            own = x[slice(*shares[0])]
-            logits = pool.fast.forward(own if distortion is None else distortion.apply(own))
+        with blas_threads(1):  # rank 0's rows start at row 0, where FastModel's distortion starts
+            logits = pool.fast.forward(x[slice(*shares[0])], distortion)
         pool.wait_answers()
         return self._gather(pool, logits, shares)
 

@@ -17,6 +17,7 @@ import traceback
 
 import numpy as np
 
+from ...data.augment import Distortion
 from ..program import FastModel
 from ..threads import blas_threads
 from . import calls
@@ -87,14 +88,11 @@ class Worker:
         if call.kind == calls.FORWARD:
             self.state.receive(self.memory)
             self.masks.use(self.fast.dropout_layers(call.sample_shape), call.total, (start, stop))
-            if any(call.distortion):
-                from ...data.augment import Distortion  # NumPy alone; loaded when a run distorts
-
-                rows = Distortion.from_words(call.distortion).apply(inputs, start)
-            else:
-                rows = inputs
-            # A copy: the steps may keep their input for backward, and the area is reused.
-            self.put_output(self.fast.forward(rows.copy() if rows is inputs else rows))
+            distortion = Distortion.from_words(call.distortion)
+            # A copy (or the distorted rows, a new array): the steps may keep their input for
+            # backward, and the area is reused.
+            rows = inputs.copy() if distortion is None else distortion.apply(inputs, start)
+            self.put_output(self.fast.forward(rows))
         elif call.kind == calls.BACKWARD:
             self.state.clear_gradients()
             dx = self.fast.backward(inputs, input_grad=call.input_grad)
