@@ -30,18 +30,21 @@ from .step import Step
 from .windows import input_slice, window_view
 
 
-def fuse(steps) -> list:
+def fuse(steps, fused_kind=None) -> list:
     """`steps` as a training pass runs them: each BatchNorm2D → MaxPool2D pair (with a ReLU
-    after it, if there is one) becomes one `NormPoolReLU` step; everything else is itself."""
+    after it, if there is one) becomes one `fused_kind` step (a backend's; `NormPoolReLU`
+    by default); everything else is itself."""
+    fused_kind = fused_kind or NormPoolReLU
+
     def at(position):
         return steps[position] if position < len(steps) else None
 
     fused, position = [], 0
     while position < len(steps):
         step, following = steps[position], at(position + 1)
-        if NormPoolReLU.fusible(step, following):
+        if fused_kind.fusible(step, following):
             relu = at(position + 2) if isinstance(at(position + 2), ReLUStep) else None
-            fused.append(NormPoolReLU(step, following, relu))
+            fused.append(fused_kind(step, following, relu))
             position += 2 if relu is None else 3
         else:
             fused.append(step)

@@ -1,5 +1,10 @@
 """FastModel: a reference `Sequential` compiled into fast steps that share its parameters.
 
+This is the backend-neutral program: the step list compiled from the model, the fusion
+matcher (fusion.py) and the inference plan (plan.py). Which kernels run each step is the
+backend's (backends.py): the compiled one (Numba, threaded) where Numba is installed, the
+NumPy one otherwise or when asked for.
+
     model = build_model("lenet5")              # the reference model (lenet5.nn)
     fast = FastModel(model)                    # the same weights, run by the fast engine
     optimizer = Adam(model.parameters(), lr=1e-3)
@@ -17,34 +22,23 @@ folded inference plan for predictions, plan.py). The batch-last layout itself is
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from ..nn import (
-    AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, ScaledTanh,
-    Sigmoid, Softmax, Subsampling, Tanh,
-)
+from ..nn import Dropout
 from ..nn.checks import as_float
 from ..nn.predicting import Predicting, evaluating
 from ..nn.sequential import leaf_layers
+from .backends import get_backend
 from .conv import ConvStep
-from .dense import DenseStep, FlattenStep
 from .dropout import DropoutStep, draw_keep_mask
-from .elementwise import ReLUStep, ScaledTanhStep, SigmoidStep, SoftmaxStep, TanhStep
 from .fusion import fuse
 from .layout import to_batch_first, to_batch_last
 from .norm import BatchNormStep, one_process
 from .plan import inference_layers
-from .pooling import AvgPoolStep, MaxPoolStep, SubsamplingStep
 from .step import ReferenceStep
-
-# Exact types: a subclass of a reference layer may change what it computes, so it runs
-# through its own forward and backward (ReferenceStep).
-_STEPS = {
-    Conv2D: ConvStep, MaxPool2D: MaxPoolStep, AvgPool2D: AvgPoolStep, Subsampling: SubsamplingStep,
-    BatchNorm1D: BatchNormStep, BatchNorm2D: BatchNormStep, Dense: DenseStep, Flatten: FlattenStep,
-    ReLU: ReLUStep, Sigmoid: SigmoidStep, Tanh: TanhStep, ScaledTanh: ScaledTanhStep, Softmax: SoftmaxStep,
-    Dropout: DropoutStep,
-}
+from .threads import blas_threads
 
 
 class FastModel(Predicting):
@@ -53,6 +47,10 @@ class FastModel(Predicting):
     Args:
         model: a `lenet5.nn.Sequential` (or any layer). Its parameters, buffers, modes and
             generators stay the model's: train, save or load it with or without this wrapper.
+        backend: "auto" (compiled where Numba is installed, else numpy), "compiled" or "numpy"
+            (`lenet5.fast.backends`).
+        threads: the threads the compiled kernels and BLAS run on (None: as they are set).
+            Results do not depend on it (compiled/jit.py).
         blocked, fused, plan: the speed-ups, each on by default.
         all_sum: adds a vector over every process's share of the batch (BatchNorm's sums);
             a data-parallel strategy passes its own, the default is one process's identity.
@@ -60,9 +58,11 @@ class FastModel(Predicting):
             default draws from the layer's generator as the reference does.
     """
 
-    def __init__(self, model, *, blocked: bool = True, fused: bool = True, plan: bool = True,
-                 all_sum=None, dropout_masks=None) -> None:
+    def __init__(self, model, *, backend="auto", threads: int | None = None, blocked: bool = True,
+                 fused: bool = True, plan: bool = True, all_sum=None, dropout_masks=None) -> None:
         self.model = model
+        self.backend = get_backend(backend)
+        self.threads = threads
         self.blocked, self.fused, self.plan = blocked, fused, plan
         self.all_sum = all_sum or one_process
         self.dropout_masks = dropout_masks or draw_keep_mask
@@ -71,14 +71,30 @@ class FastModel(Predicting):
 
     def compile(self, layer):
         """The fast step that runs `layer`."""
-        kind = _STEPS.get(type(layer), ReferenceStep)
-        if kind is ConvStep:
+        kind = self.backend.steps.get(type(layer), ReferenceStep)
+        if kind is ConvStep:  # the NumPy step alone has the blocking switch (the ladder's rung)
             return ConvStep(layer, blocked=self.blocked)
-        if kind is BatchNormStep:
-            return BatchNormStep(layer, self.all_sum)
-        if kind is DropoutStep:
-            return DropoutStep(layer, self.dropout_masks)
+        if issubclass(kind, BatchNormStep):
+            return kind(layer, self.all_sum)
+        if issubclass(kind, DropoutStep):
+            return kind(layer, self.dropout_masks)
         return kind(layer)
+
+    def _threads(self):
+        """The thread counts a pass runs with. The compiled backend keeps BLAS on one thread
+        and parallelises inside its kernels: Numba's OpenMP threads spin between parallel
+        regions, and BLAS threads beside them would fight them for the cores (measured: a
+        lenet5 step took 2.4 times as long with both on two threads)."""
+        stack = contextlib.ExitStack()
+        if self.backend.threaded:
+            from .compiled.jit import threads
+
+            stack.enter_context(blas_threads(1))
+            if self.threads is not None:
+                stack.enter_context(threads(self.threads))
+        elif self.threads is not None:
+            stack.enter_context(blas_threads(self.threads))
+        return stack
 
     # -- the passes, as the reference model's ----------------------------------------------
     def forward(self, x, distortion=None) -> np.ndarray:
@@ -93,14 +109,15 @@ class FastModel(Predicting):
             x = distortion.apply(x)
         self._run = self.training_steps()
         h = np.ascontiguousarray(to_batch_last(as_float(x)))
-        for step in self._run:
-            h = step.forward(h)
+        with self._threads():
+            for step in self._run:
+                h = step.forward(h)
         return to_batch_first(h)
 
     def training_steps(self) -> list:
         """The steps a forward pass runs now: with `fused`, each training-mode BatchNorm2D →
         MaxPool2D (→ ReLU) as one step (decided anew each pass, from the layers' modes)."""
-        return fuse(self.steps) if self.fused else self.steps
+        return fuse(self.steps, self.backend.norm_pool_relu) if self.fused else self.steps
 
     def backward(self, dout, input_grad: bool = True):
         """Backpropagate `dout` (batch-first), adding to every parameter's `grad`.
@@ -111,12 +128,13 @@ class FastModel(Predicting):
         if self._run is None:
             raise RuntimeError("FastModel: backward() needs a forward() first")
         dout = to_batch_last(np.asarray(dout))
-        for step in reversed(self._run[1:]):
-            dout = step.backward(dout)
-        if not input_grad:
-            self._run[0].backward_parameters(dout)
-            return None
-        return to_batch_first(self._run[0].backward(dout))
+        with self._threads():
+            for step in reversed(self._run[1:]):
+                dout = step.backward(dout)
+            if not input_grad:
+                self._run[0].backward_parameters(dout)
+                return None
+            return to_batch_first(self._run[0].backward(dout))
 
     __call__ = forward
 
@@ -128,7 +146,7 @@ class FastModel(Predicting):
         caches (C1's output is 1.2 MB at 64); `benchmarks/bench.py` times batches of 64,
         256 and 1000. The model's modes are put back after: training may go on.
         """
-        with evaluating(self.model):
+        with evaluating(self.model), self._threads():
             layers = leaf_layers(self.model)
             steps = [self.compile(layer) for layer in inference_layers(layers)] if self.plan else self.steps
             chunks = []
@@ -170,5 +188,5 @@ class FastModel(Predicting):
         self.close()
 
     def __repr__(self) -> str:
-        return f"FastModel({getattr(self.model, 'name', type(self.model).__name__)}, blocked={self.blocked}, " \
-               f"fused={self.fused}, plan={self.plan})"
+        return (f"FastModel({getattr(self.model, 'name', type(self.model).__name__)}, backend={self.backend.name!r}, "
+                f"threads={self.threads}, blocked={self.blocked}, fused={self.fused}, plan={self.plan})")

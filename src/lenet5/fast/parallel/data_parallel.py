@@ -57,7 +57,7 @@ class DataParallel(Predicting):
             raise ValueError(f"DataParallel: timeout must be a positive number of seconds, found {timeout!r}")
         self.model = model
         self.workers, self.timeout = int(workers), float(timeout)
-        self._local = FastModel(model)  # calls too small to split
+        self._local = FastModel(model, threads=1)  # calls too small to split
         self._pool: WorkerPool | None = None
         self._split = None  # (pool, shares) of the last forward, if it was split
 

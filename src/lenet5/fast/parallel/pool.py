@@ -94,7 +94,7 @@ class WorkerPool:
             self.close(graceful=False)
             raise
         self.masks = DropoutMasks(self.memory["masks"])
-        self.fast = FastModel(model, all_sum=Group(self.channels, 0, self.wait_for).all_sum,
+        self.fast = FastModel(model, threads=1, all_sum=Group(self.channels, 0, self.wait_for).all_sum,
                               dropout_masks=self.masks.rows)
 
     @property

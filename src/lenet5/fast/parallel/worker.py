@@ -80,7 +80,9 @@ class Worker:
         self.state = ModelState(model)
         self.state.bind(self.memory, rank)  # before FastModel: its steps read these parameters
         self.masks = DropoutMasks(self.memory["masks"])
-        self.fast = FastModel(model, all_sum=Group(channels, rank, wait_for).all_sum, dropout_masks=self.masks.rows)
+        # One thread of compiled kernels per process: the processes already hold the cores.
+        self.fast = FastModel(model, threads=1, all_sum=Group(channels, rank, wait_for).all_sum,
+                              dropout_masks=self.masks.rows)
 
     def answer(self, call: Call) -> None:
         start, stop = call.shares[self.rank]

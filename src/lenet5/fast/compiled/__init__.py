@@ -1,0 +1,40 @@
+"""The compiled CPU backend: Numba kernels over the batch-last layout, threaded inside each kernel.
+
+    conv.py       Conv2D: the seven loops of a convolution (shallow layers), BLAS with a
+                  compiled col2im (deep ones)
+    pooling.py    MaxPool2D, AvgPool2D, Subsampling
+    fusion.py     BatchNorm2D → MaxPool2D → ReLU as one kernel each way
+    jit.py        how kernels are compiled and cached, and why results do not depend on
+                  the thread count
+
+Dense layers, BatchNorm1D, Dropout and the activations keep the NumPy steps: BLAS and one
+NumPy pass each already run them near the memory's speed (benchmarks/bench.py).
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+def available() -> bool:
+    """Whether Numba is installed (the `fast` extra)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def backend():
+    """The compiled backend's table (`lenet5.fast.backends.Backend`); needs Numba."""
+    from ...nn import AvgPool2D, Conv2D, MaxPool2D, Subsampling
+    from ..backends import NUMPY, Backend
+    from .conv import CompiledConvStep
+    from .fusion import CompiledNormPoolReLU
+    from .pooling import CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep
+
+    steps = dict(NUMPY.steps)
+    steps.update({Conv2D: CompiledConvStep, MaxPool2D: CompiledMaxPoolStep, AvgPool2D: CompiledAvgPoolStep,
+                  Subsampling: CompiledSubsamplingStep})
+    return Backend("compiled", steps, CompiledNormPoolReLU, threaded=True)

@@ -1,0 +1,152 @@
+"""BatchNorm2D → MaxPool2D (→ ReLU), compiled into one training kernel each way, one thread per channel.
+
+The arithmetic is that of `lenet5.fast.fusion` (read its docstring first): while every γ is
+positive, normalising commutes with the window maximum, so the forward pass pools the raw
+conv maps and normalises only the maxima, and the backward pass writes BatchNorm's input
+gradient as dx = b·x + c + (a·dz routed to each window's first maximum). Compiled, a
+channel's statistics, pooling, normalisation and ReLU are three passes over its values in
+one thread, and its backward pass two, with no full-size intermediate array.
+
+A channel's mean and variance are summed in float64, in one thread, in a fixed order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..fusion import NormPoolReLU
+from ..norm import one_process
+from ..pooling import check_pool_input
+from .jit import kernel, prange
+
+
+@kernel
+def norm_pool_relu_forward(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu,
+                           out, first_max, normalised, mean, inv_std, var):
+    """x (C, H, W, N) -> out, first_max and the normalised maxima (C, OH, OW, N); the batch
+    mean, 1/σ and biased variance of each channel."""
+    channels, _, _, batch = x.shape
+    _, oh_count, ow_count, _ = out.shape
+    values = x.reshape(channels, -1)
+    count = values.shape[1]
+    for c in prange(channels):
+        total = 0.0
+        for k in range(count):
+            total += values[c, k]
+        channel_mean = total / count
+        squares = 0.0
+        for k in range(count):
+            deviation = values[c, k] - channel_mean
+            squares += deviation * deviation
+        channel_var = squares / count
+        mean[c], var[c] = channel_mean, channel_var
+        inv_std[c] = 1.0 / math.sqrt(channel_var + eps)
+        m, s = mean[c], inv_std[c]
+        g, b = gamma[c], beta[c]
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                best = normalised[c, oh, ow]
+                where = first_max[c, oh, ow]
+                first = x[c, oh * stride_h, ow * stride_w]
+                for n in range(batch):
+                    best[n] = first[n]
+                    where[n] = 0
+                for i in range(kh):
+                    for j in range(kw):
+                        if i == 0 and j == 0:
+                            continue
+                        candidates = x[c, oh * stride_h + i, ow * stride_w + j]
+                        offset = i * kw + j
+                        for n in range(batch):
+                            value = candidates[n]
+                            if value > best[n] or (value != value and best[n] == best[n]):
+                                best[n] = value
+                                where[n] = offset
+                result = out[c, oh, ow]
+                for n in range(batch):
+                    z = (best[n] - m) * s
+                    best[n] = z
+                    y = z * g + b
+                    result[n] = max(y, 0) if relu and y == y else y
+
+
+@kernel
+def norm_pool_relu_backward(dout, out, relu, first_max, normalised, x, mean, inv_std, gamma, count,
+                            kh, kw, stride_h, stride_w, dx, dgamma, dbeta):
+    """dx (C, H, W, N), overwritten; dgamma and dbeta (C,) of this batch."""
+    channels, oh_count, ow_count, batch = dout.shape
+    for c in prange(channels):
+        # dβ and dγ over the pooled positions: the gradient is zero everywhere else.
+        beta_total, gamma_total = 0.0, 0.0
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                grad, kept, xhat = dout[c, oh, ow], out[c, oh, ow], normalised[c, oh, ow]
+                for n in range(batch):
+                    g = grad[n] if (not relu or kept[n] > 0) else 0.0
+                    beta_total += g
+                    gamma_total += g * xhat[n]
+        dbeta[c], dgamma[c] = beta_total, gamma_total
+        a = gamma[c] * inv_std[c]
+        slope = -a * inv_std[c] * dgamma[c] / count
+        shift = -a * dbeta[c] / count - slope * mean[c]
+        source, target = x[c].reshape(-1), dx[c].reshape(-1)
+        for k in range(source.shape[0]):
+            target[k] = source[k] * slope + shift
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                grad, kept, where = dout[c, oh, ow], out[c, oh, ow], first_max[c, oh, ow]
+                for i in range(kh):
+                    for j in range(kw):
+                        offset = i * kw + j
+                        pixel = dx[c, oh * stride_h + i, ow * stride_w + j]
+                        for n in range(batch):
+                            if where[n] == offset and (not relu or kept[n] > 0):
+                                pixel[n] += a * grad[n]
+
+
+class CompiledNormPoolReLU(NormPoolReLU):
+    """`lenet5.fast.fusion.NormPoolReLU` on the kernels above; like it, a channel with γ ≤ 0
+    sends the pass through the three steps one after another."""
+
+    def forward(self, x):
+        norm, pool = self.norm.layer, self.pool.layer
+        # Another process's share of the batch would need its sums mid-kernel: the NumPy
+        # step, with its all_sum, runs a data-parallel pass.
+        self._compiled = (norm.weight.value > 0).all() and self.norm.all_sum is one_process
+        if not self._compiled:
+            return super().forward(x)
+        self.norm.check(x)
+        check_pool_input(self.pool, x)
+        x = np.ascontiguousarray(x)
+        channels = norm.num_features
+        out_shape = pool.output_shape(x.shape[:3]) + (x.shape[3],)
+        out = np.empty(out_shape, dtype=x.dtype)
+        first_max = np.empty(out_shape, dtype=np.uint8)
+        normalised = np.empty(out_shape, dtype=x.dtype)
+        mean, var = np.empty(channels), np.empty(channels)
+        inv_std = np.empty(channels, dtype=x.dtype)
+        gamma = norm.weight.value.astype(x.dtype)
+        norm_pool_relu_forward(x.size, x, gamma, norm.bias.value.astype(x.dtype), norm.eps,
+                               *pool.kernel_size, *pool.stride, self.relu is not None,
+                               out, first_max, normalised, mean, inv_std, var)
+        count = x.size // channels
+        norm.update_running_statistics(mean.astype(x.dtype), var, count)
+        self._cache = (x, out, first_max, normalised, mean.astype(x.dtype), inv_std, gamma, count)
+        return out
+
+    def backward(self, dout):
+        if not self._compiled:
+            return super().backward(dout)
+        x, out, first_max, normalised, mean, inv_std, gamma, count = self._cache
+        norm, pool = self.norm.layer, self.pool.layer
+        dx = np.empty_like(x)
+        dgamma = np.empty(norm.num_features, dtype=dout.dtype)
+        dbeta = np.empty(norm.num_features, dtype=dout.dtype)
+        norm_pool_relu_backward(x.size, np.ascontiguousarray(dout), out, self.relu is not None, first_max,
+                                normalised, x, mean, inv_std, gamma, count, *pool.kernel_size, *pool.stride,
+                                dx, dgamma, dbeta)
+        norm.weight.grad += dgamma
+        norm.bias.grad += dbeta
+        return dx

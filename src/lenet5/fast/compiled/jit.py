@@ -1,0 +1,80 @@
+"""How a kernel of the compiled backend is compiled: Numba, cached, in a serial and a parallel build.
+
+Every kernel is plain Python loops over NumPy arrays, compiled by Numba on its first call
+for the dtypes it is given (float32 for training, float64 for the tests' 1e-10 checks).
+
+Why two builds of each kernel: a parallel region costs tens of microseconds to start its
+threads, more than a whole step of LeNet-5 1998 on its batches of 4 patterns; small work
+runs on the serial build. Both builds run the same loops in the same order, and every
+parallel loop hands each output element (or each per-channel sum) to exactly one
+iteration, so no sum is ever split between threads: results are the same bit for bit
+whatever the thread count, and serial and parallel builds agree.
+
+Why these fastmath flags: `reassoc` and `contract` let LLVM vectorise a reduction (eight
+float32 partial sums in an AVX2 register, added up in a fixed order) and fuse multiply-adds;
+the flags that would let it assume no NaN or infinity are left off, so a model that
+overflows still shows it in its outputs.
+
+Where the compiled code goes: Numba's cache, beside this file's `__pycache__`, or, where
+the package directory is read-only, the user's cache directory (Numba's own fallback);
+NUMBA_CACHE_DIR overrides both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import types
+
+import numba
+from numba import njit, prange  # noqa: F401  (prange: the kernels' parallel loops)
+
+FASTMATH = {"reassoc", "contract"}
+
+# Below this many multiply-adds (or values, for the memory passes) a kernel runs its serial
+# build: measured on a 2-core machine, a parallel region's start (~20-40 µs) costs more than
+# half the work it would share under it.
+PARALLEL_FROM = 200_000
+
+
+class Kernel:
+    """A kernel's two builds: `kernel(work, *args)` runs the parallel one when `work` (its
+    multiply-adds or values touched) reaches PARALLEL_FROM, the serial one otherwise."""
+
+    def __init__(self, function) -> None:
+        self.python = function
+        self.serial = njit(cache=True, fastmath=FASTMATH, nogil=True)(function)
+        self.parallel = njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)(_renamed(function, "parallel"))
+        functools.update_wrapper(self, function)
+
+    def __call__(self, work: int, *args):
+        build = self.parallel if work >= PARALLEL_FROM else self.serial
+        return build(*args)
+
+
+def _renamed(function, suffix: str):
+    """A copy of `function` under another qualified name: Numba names its cache files by
+    it and keys them by signature alone, so two builds of one function would overwrite
+    each other's cached code."""
+    copy = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                              function.__defaults__, function.__closure__)
+    copy.__qualname__ = f"{function.__qualname__}_{suffix}"
+    copy.__module__ = function.__module__
+    return copy
+
+
+def kernel(function) -> Kernel:
+    """Decorator: compile `function` (whose parallel loops are written `prange`) both ways."""
+    return Kernel(function)
+
+
+@contextlib.contextmanager
+def threads(count: int):
+    """Run the block's parallel builds on `count` threads (at most NUMBA_NUM_THREADS), then
+    restore the calling thread's count."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(count), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
