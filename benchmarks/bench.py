@@ -52,14 +52,17 @@ def load_data(model_name: str):
 
 # -- the two sides -------------------------------------------------------------------------
 class Lenet5Side:
-    """lenet5 as `lenet5 train --workers N` runs it: the fast engine (lenet5.fast.FastModel)
-    and, with N > 1, each batch split over N processes (lenet5.fast.DataParallel), one per
-    core, each with BLAS on one thread. `engine(model)` builds another rung of the ladder."""
+    """lenet5 as `lenet5 train` runs it: the fast engine (lenet5.fast.FastModel), by default
+    on its compiled kernels on THREADS threads; with --backend numpy and --workers N > 1,
+    each batch split over N processes (lenet5.fast.DataParallel), one per core, each with
+    BLAS on one thread. `engine(model)` builds another rung of the ladder."""
 
     name = "lenet5"
-    workers = THREADS  # set by --workers
+    workers = 1  # set by --workers
+    backend = "compiled"  # set by --backend
 
     def __init__(self, model_name, seed=0, workers=None, engine=None):
+        from lenet5.data.augment import Distortion
         from lenet5.fast import DataParallel, FastModel
         from lenet5.models import build_model
         from lenet5.nn import Adam, SoftmaxCrossEntropy
@@ -68,8 +71,12 @@ class Lenet5Side:
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
         self.loss = SoftmaxCrossEntropy()
         workers = self.workers if workers is None else workers
-        if engine is None:
-            engine = (lambda model: DataParallel(model, workers)) if workers > 1 else FastModel
+        if engine is None and workers > 1:
+            def engine(model):
+                return DataParallel(model, workers, backend=self.backend, transform_kind=Distortion)
+        elif engine is None:
+            def engine(model):
+                return FastModel(model, backend=self.backend, threads=THREADS)
         self.engine = engine(self.model)
 
     def train(self, x, y, batch_size, order, augment="none", fill=0.0, rng=None):
@@ -151,7 +158,38 @@ class TorchSide:
             return torch.cat([self.model(x[i: i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
+class OnnxRuntimeSide:
+    """Inference only: the model exported by `lenet5 export` (raw pixels in, its preprocessing
+    inside the graph), run by onnxruntime in float32 on THREADS threads, as a user shipping
+    the model would run it. It is given the raw test pixels."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_name, seed=0):
+        import onnxruntime as ort
+
+        from lenet5.data import load_dataset
+        from lenet5.export.onnx_graph import to_onnx
+        from lenet5.models import build_model, get_spec
+
+        spec, dataset = get_spec(model_name), load_dataset("mnist")
+        metadata = {"architecture": model_name, "dataset": "mnist",
+                    "preprocessing": {"method": spec.preprocessing.method, "pad": spec.preprocessing.pad,
+                                      "mean": float(dataset.mean), "std": float(dataset.std)}}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+        proto = to_onnx(build_model(model_name, seed).eval(), metadata)
+        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.pixels = dataset.test_images.astype(np.float32)[:, None]
+
+    def infer(self, x, batch_size):
+        pixels = self.pixels[: len(x)]
+        return [self.session.run(None, {"pixels": pixels[i: i + batch_size]})[0].argmax(1)
+                for i in range(0, len(pixels), batch_size)]
+
+
 SIDES = {"lenet5": Lenet5Side, "pytorch": TorchSide}
+INFERENCE_SIDES = {**SIDES, "onnxruntime": OnnxRuntimeSide}
 
 
 # -- measurements --------------------------------------------------------------------------
@@ -175,7 +213,7 @@ def time_training(model_name, batch_sizes, rounds, images, seed=0):
     # Each side predicts at the batch size it runs fastest (a trial of each first), so
     # neither is held to a batch size that suits only the other.
     inference = collections.defaultdict(list)
-    sides = {name: cls(model_name, seed) for name, cls in SIDES.items()}
+    sides = {name: cls(model_name, seed) for name, cls in INFERENCE_SIDES.items()}
     best_batch = {}
     for name, side in sides.items():
         side.infer(x_test[:1000], INFERENCE_BATCHES[0])
@@ -215,8 +253,8 @@ def _rss_kib(field: str, pid="self") -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _memory_child(side_name, model_name, batch_size, steps, workers, queue):
-    Lenet5Side.workers = workers
+def _memory_child(side_name, model_name, batch_size, steps, workers, backend, queue):
+    Lenet5Side.workers, Lenet5Side.backend = workers, backend
     x, y, _, _ = load_data(model_name)
     side = SIDES[side_name](model_name)
     order = np.random.default_rng(0).permutation(len(x))[: batch_size * steps]
@@ -244,7 +282,8 @@ def measure_memory(model_name, batch_size=256, steps=30):
     for name in SIDES:
         queue = context.Queue()
         process = context.Process(target=_memory_child,
-                                  args=(name, model_name, batch_size, steps, Lenet5Side.workers, queue))
+                                  args=(name, model_name, batch_size, steps, Lenet5Side.workers,
+                                        Lenet5Side.backend, queue))
         process.start()
         peak, before, processes = queue.get(timeout=600)
         process.join()
@@ -329,13 +368,19 @@ def ladder_rungs(workers):
     """(name, engine factory): the reference engine, then each speed-up added in turn."""
     from lenet5.fast import DataParallel, FastModel
 
+    def numpy(**speedups):
+        return lambda m: FastModel(m, backend="numpy", threads=1, **speedups)
+
     return [
         ("reference engine (lenet5.nn, NCHW)", ReferenceEngine),
-        ("+ batch-last layout (lenet5.fast)", lambda m: FastModel(m, blocked=False, fused=False, plan=False)),
-        ("+ blocked convolution", lambda m: FastModel(m, fused=False, plan=False)),
-        ("+ fused BatchNorm/max-pool/ReLU step", lambda m: FastModel(m, plan=False)),
-        ("+ folded inference plan", FastModel),
-        (f"+ {workers} processes (DataParallel)", lambda m: DataParallel(m, workers)),
+        ("+ batch-last layout (lenet5.fast)", numpy(blocked=False, fused=False, plan=False)),
+        ("+ blocked convolution", numpy(fused=False, plan=False)),
+        ("+ fused BatchNorm/max-pool/ReLU step", numpy(plan=False)),
+        ("+ folded inference plan", numpy()),
+        ("+ compiled kernels (Numba), 1 thread", lambda m: FastModel(m, backend="compiled", threads=1)),
+        (f"+ {THREADS} threads", lambda m: FastModel(m, backend="compiled", threads=THREADS)),
+        (f"NumPy steps on {workers} processes (DataParallel), for comparison",
+         lambda m: DataParallel(m, workers, backend="numpy")),
     ]
 
 
@@ -537,19 +582,21 @@ def print_split(ours, theirs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="lenet5,classic,relu")
+    parser.add_argument("--models", default="lenet5,lenet5-wide,classic,relu,simple-cnn")
     parser.add_argument("--batch-sizes", default="64,256")
     parser.add_argument("--rounds", type=int, default=6, help="even, so each side goes first equally often")
     parser.add_argument("--images", type=int, default=EPOCH, help="images timed per round (scaled to an epoch)")
-    parser.add_argument("--workers", type=int, default=THREADS,
+    parser.add_argument("--workers", type=int, default=1,
                         help=f"lenet5's processes (DataParallel); PyTorch runs {THREADS} threads")
+    parser.add_argument("--backend", choices=("compiled", "numpy"), default="compiled",
+                        help=f"lenet5's kernels; compiled runs {THREADS} threads in one process")
     parser.add_argument("--ladder", default="lenet5", help="models for the optimisation ladder ('' for none)")
     parser.add_argument("--ladder-batch-size", type=int, default=64)
     parser.add_argument("--augment-only", action="store_true",
                         help="only the cost of the training distortions beside a training step's (seconds)")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args(argv)
-    Lenet5Side.workers = args.workers
+    Lenet5Side.workers, Lenet5Side.backend = args.workers, args.backend
     if args.augment_only:
         cost = augmentation_cost(images=min(args.images, 12_800))
         print_augmentation_cost("lenet5", cost)
@@ -562,9 +609,11 @@ def main(argv=None):
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, PyTorch on {THREADS} threads, "
-                   f"lenet5 on {args.workers} process{'es' if args.workers > 1 else ''}, "
+                   f"lenet5 {args.backend} on " + (f"{args.workers} processes, " if args.workers > 1
+                                                   else f"{THREADS} threads, ") +
                    f"Python {platform.python_version()}, NumPy {np.__version__}, PyTorch {torch.__version__}",
         "images_per_round": args.images, "rounds": args.rounds, "lenet5_workers": args.workers,
+        "lenet5_backend": args.backend,
         "matmul_gflops": rate / 1e9, "models": {},
     }
     print(report["machine"])
@@ -586,12 +635,16 @@ def main(argv=None):
             entry["training"][batch_size] = {"lenet5": ours, "pytorch": theirs, "ratio": ratio}
             print(f"  batch {batch_size:<16}{ours['median']:>8.2f} {ours['min']:>6.2f} {ours['max']:>6.2f}"
                   f"{theirs['median']:>12.2f} {theirs['min']:>6.2f} {theirs['max']:>6.2f}{ratio:>8.2f}")
-        ours, theirs = stats(inference["lenet5"]), stats(inference["pytorch"])
+        ours, theirs, ort = stats(inference["lenet5"]), stats(inference["pytorch"]), stats(inference["onnxruntime"])
         ratio = statistics.median(a / b for a, b in zip(inference["lenet5"], inference["pytorch"]))
-        entry["inference"] = {"lenet5": ours, "pytorch": theirs, "ratio": ratio, "batch_size": inference_batch}
+        ort_ratio = statistics.median(a / b for a, b in zip(inference["lenet5"], inference["onnxruntime"]))
+        entry["inference"] = {"lenet5": ours, "pytorch": theirs, "onnxruntime": ort, "ratio": ratio,
+                              "onnxruntime_ratio": ort_ratio, "batch_size": inference_batch}
         print(f"  inference img/s       {ours['median']:>10,.0f}{theirs['median']:>26,.0f}{ratio:>10.2f}"
               f"   (batch {inference_batch['lenet5']} vs {inference_batch['pytorch']}, each side's fastest"
               f" of {', '.join(map(str, INFERENCE_BATCHES))})")
+        print(f"  onnxruntime img/s     {ort['median']:>36,.0f}{ort_ratio:>10.2f}   (lenet5 / onnxruntime, "
+              f"batch {inference_batch['onnxruntime']})")
         memory_ratio = memory["lenet5"]["peak_rss_mb"] / memory["pytorch"]["peak_rss_mb"]
         entry["memory_ratio"] = memory_ratio
         print(f"  peak RSS while training at batch 256: lenet5 {memory['lenet5']['peak_rss_mb']:.0f} MB "

@@ -56,11 +56,32 @@ def test_resume_keeps_the_worker_count_it_was_saved_with(tmp_path, mnist_dir):
     assert "2 processes" in first.stdout
     assert Checkpoint(run_dir / "checkpoint.npz").config.workers == 2
     resumed = lenet5("train", *args, "--epochs", "2", "--resume", check=True)
-    assert "resuming" in resumed.stdout and "(2 processes)" in resumed.stdout
+    assert "resuming" in resumed.stdout and "steps, 2 processes)" in resumed.stdout
     assert Checkpoint(run_dir / "checkpoint.npz").config.workers == 2
     again = lenet5("train", *args, "--epochs", "3", "--resume", "--workers", "1", check=True)
-    assert "(1 process)" in again.stdout
+    assert "(compiled kernels on" in again.stdout
     assert json.loads((run_dir / "model.json").read_text())["hyperparameters"]["workers"] == 1
+
+
+def test_a_run_keeps_its_backend_and_an_older_run_resumes_on_the_numpy_steps(tmp_path, mnist_dir):
+    # The backends round differently, so a resumed run goes on with the one it began with; a
+    # run saved before there was a choice trained on the NumPy steps.
+    from lenet5.checkpoint import Checkpoint
+
+    run_dir = tmp_path / "run"
+    args = [*SMALL, "--train-limit", "300", "--validation", "100", "--test-limit", "100", "--out", run_dir,
+            "--data-dir", mnist_dir, "--workers", "1"]
+    first = lenet5("train", *args, "--epochs", "1", "--backend", "numpy", check=True)
+    assert "numpy steps, 1 process" in first.stdout
+    assert Checkpoint(run_dir / "checkpoint.npz").config.backend == "numpy"
+    resumed = lenet5("train", *args, "--epochs", "2", "--resume", check=True)
+    assert "(numpy steps, 1 process)" in resumed.stdout
+    refused = lenet5("train", *args, "--epochs", "3", "--resume", "--backend", "compiled")
+    assert refused.returncode != 0 and "--backend cannot change them" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    from lenet5.recipe import TrainConfig
+
+    assert TrainConfig.from_dict({"model": "relu"}).backend == "numpy"
 
 
 def test_evaluate_reports_every_class_and_the_confusion_matrix(small_run, mnist_dir):

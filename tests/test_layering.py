@@ -25,3 +25,10 @@ def test_no_import_circles():
 def test_the_reference_engine_never_imports_the_fast_engine():
     report = import_graph("--forbid", "lenet5.nn->lenet5.fast")
     assert " 0 forbidden imports" in report, report
+
+
+def test_the_fast_engine_knows_distortions_only_through_its_protocol():
+    # A distortion reaches the engine as a `lenet5.fast.protocol.Transform`; the data
+    # package stays above the engine.
+    report = import_graph("--forbid", "lenet5.fast->lenet5.data")
+    assert " 0 forbidden imports" in report, report

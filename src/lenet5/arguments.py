@@ -51,6 +51,17 @@ def directory_path(text: str) -> Path:
     return Path(text)
 
 
+def thread_count(text: str) -> int:
+    """A number of threads from 1 to the usable cores."""
+    from .engine import usable_cores
+
+    most = usable_cores()
+    value = _number(text, int, f"an integer in 1..{most}") if text.strip().lstrip("-").isdigit() else None
+    if value is None or not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{most} (the usable cores), found {text!r}")
+    return value
+
+
 def worker_count(text: str) -> int:
     """'auto', or a number of processes from 1 to the usable cores (at least 2, so a
     two-process run can be repeated on a one-core machine)."""

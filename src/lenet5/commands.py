@@ -12,7 +12,7 @@ import numpy as np
 
 from .arguments import (
     augment_strength, directory_path, momentum, non_negative_float, non_negative_int, positive_float, positive_int,
-    seed, worker_count,
+    seed, thread_count, worker_count,
 )
 from .errors import Lenet5Error
 from .models import MODELS, get_spec
@@ -91,8 +91,14 @@ def _register_train(subparsers) -> None:
                         help="evaluate the test set after every epoch, into the history (for curves; picks nothing)")
     parser.add_argument("--workers", type=worker_count, metavar="N",
                         help="processes each batch is split over, one per core; 'auto': the cores this "
-                             f"process may use, at most {AUTO_WORKERS_MAX} (auto; with --resume, the "
-                             "count the run was saved with)")
+                             f"process may use, at most {AUTO_WORKERS_MAX}, for the numpy backend, 1 for the "
+                             "compiled one (auto; with --resume, the count the run was saved with)")
+    parser.add_argument("--backend", choices=("compiled", "numpy"),
+                        help="the fast engine's kernels: compiled (Numba, threaded; the default where Numba "
+                             "is installed) or numpy (with --resume, the run's own)")
+    parser.add_argument("--threads", type=thread_count, metavar="N",
+                        help="threads of the compiled kernels (default: the cores this process may use); "
+                             "results do not depend on it")
     parser.set_defaults(handler=train_command)
 
 
@@ -110,7 +116,8 @@ def _field(option: str) -> str:
 def train_command(args) -> int:
     """Build the model, its optimiser and the engine that runs it; hand them to a Trainer."""
     from .checkpoint import Checkpoint
-    from .engine import auto_workers, make_engine
+    from .engine import auto_workers, default_backend, make_engine
+    from .fast.compiled import available as compiled_available
     from .models import build_model
     from .recipe import TrainConfig, make_optimizer, make_schedule, seeds
     from .rundir import CHECKPOINT, claim_run_dir, prepare_run_dir
@@ -125,9 +132,15 @@ def train_command(args) -> int:
         given = {name: value for name, value in given.items() if value is not None}
         config = TrainConfig(  # what was not given takes TrainConfig's and the model's defaults
             **given, workers=args.workers if args.workers is not None else 1, track_test=args.track_test,
+            backend=args.backend or default_backend(),
         ).resolved()  # bad settings are rejected before any directory is made
+        if config.backend == "compiled" and not compiled_available():
+            raise Lenet5Error("--backend compiled needs Numba: pip install 'lenet5[fast]' (or use --backend numpy)")
+        if args.backend is None and config.backend == "numpy":
+            print("lenet5: Numba is not installed, so this run trains on the NumPy steps; "
+                  "pip install 'lenet5[fast]' for the compiled kernels", file=sys.stderr)
         if args.workers is None:
-            config.workers = auto_workers(config.batch_size)
+            config.workers = auto_workers(config.batch_size, config.backend)
         if args.out is None:
             args.out = Path("runs") / f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     # Locked from here to the last file written. An old run in --out stays untouched while the
@@ -135,7 +148,7 @@ def train_command(args) -> int:
     with claim_run_dir(args.out, resume=args.resume, overwrite=args.overwrite):
         if args.resume:
             config = Checkpoint(args.out / CHECKPOINT).config
-            changed = [option for option in RUN_SETTINGS
+            changed = [option for option in RUN_SETTINGS + ("--backend",)
                        if getattr(args, _field(option)) not in (None, getattr(config, _field(option)))]
             if changed:
                 raise Lenet5Error(f"--resume continues {args.out} with the settings it was started with; "
@@ -147,14 +160,17 @@ def train_command(args) -> int:
             if args.track_test:
                 config.track_test = True
             config = config.resolved()
+            if config.backend == "compiled" and not compiled_available():
+                raise Lenet5Error(f"{args.out} was trained on the compiled kernels, which need Numba: "
+                                  "pip install 'lenet5[fast]'")
         splits = load_splits(config, data_dir=args.data_dir)
         model = build_model(config.model, seed=seeds(config).init)
         optimizer = make_optimizer(config, model.parameters())
-        engine = make_engine(model, config.workers)
+        engine = make_engine(model, config.workers, config.backend, args.threads)
         try:
             trainer = Trainer(model, optimizer, make_schedule(config), get_spec(config.model).make_loss(), engine,
                               config=config, splits=splits, run_dir=args.out, progress=not args.no_progress)
-            processes = f"{config.workers} process{'es' if config.workers > 1 else ''}"
+            processes = _engine_words(config, engine)
             if args.resume:
                 trainer.restore()
                 print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step} ({processes})",
@@ -176,6 +192,14 @@ def train_command(args) -> int:
     print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f}% "
           f"({metrics['test_count']:,} test images, error rate {metrics['test_error_rate'] * 100:.2f}%)")
     return 0
+
+
+def _engine_words(config, engine) -> str:
+    """How the run is computed, for its first line: "compiled kernels on 2 threads" or
+    "numpy steps, 2 processes"."""
+    if config.backend == "compiled" and config.workers == 1:
+        return f"compiled kernels on {engine.threads} thread{'s' if engine.threads > 1 else ''}"
+    return f"{config.backend} steps, {config.workers} process{'es' if config.workers > 1 else ''}"
 
 
 def _distortions(config) -> str:

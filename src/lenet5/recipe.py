@@ -34,6 +34,9 @@ class TrainConfig:
 
     `workers` is the number of processes each batch is split over: results with 2 equal one
     process's only up to rounding, so a resumed run keeps the count it was saved with.
+    `backend` is the fast engine's ("compiled" or "numpy", `lenet5.fast.backends`): they
+    round differently, so a resumed run keeps it too; a run saved before there was a choice
+    trained on "numpy". The compiled kernels' thread count changes no result and is not saved.
     """
 
     model: str = "lenet5"
@@ -56,6 +59,7 @@ class TrainConfig:
     train_limit: int | None = None  # use only the first N training images (tests, quick looks)
     test_limit: int | None = None
     workers: int = 1
+    backend: str = "numpy"
     # Evaluate the test set after every epoch, for curves and time to accuracy; it picks
     # nothing (the validation set does) and draws no random numbers, so it may change on resume.
     track_test: bool = False
@@ -91,6 +95,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise Lenet5Error(f"{name} must be a positive integer, found {value!r}")
+        if self.backend not in ("compiled", "numpy"):
+            raise Lenet5Error(f"unknown backend {self.backend!r}; known: compiled, numpy")
         if not self.lr > 0:
             raise Lenet5Error(f"lr must be > 0, found {self.lr!r}")
         from .data.augment import KINDS, MAX_STRENGTH
@@ -123,7 +129,8 @@ def upgrade_saved(values: dict[str, Any]) -> dict[str, Any]:
             values["augment"] = "shift" if pixels else "none"
             values["augment_strength"] = pixels / SHIFT_PIXELS
             values.setdefault("augment_delay", 0)
-    for name, then in (("track_test", False), ("order", "shuffle"), ("mu", TrainConfig.mu), ("clean_epochs", 0)):
+    for name, then in (("track_test", False), ("order", "shuffle"), ("mu", TrainConfig.mu), ("clean_epochs", 0),
+                       ("backend", "numpy")):
         values.setdefault(name, then)
     return values
 

@@ -142,7 +142,7 @@ def test_each_process_distorts_its_own_rows_as_one_process_distorts_the_batch(ki
     distortion = Distortion.draw(kind, 1.0, np.random.default_rng(6), fill=float(x.min()))
     undistorted = FastModel(build_model("lenet5", seed=4).to(np.float64)).forward(x)
     fast = FastModel(single)
-    with DataParallel(split, workers) as data_parallel:
+    with DataParallel(split, workers, transform_kind=Distortion) as data_parallel:
         split_logits = data_parallel.forward(x, distortion=distortion)
         assert data_parallel.worker_pids(), "the batch was split"
         _, dlogits = SoftmaxCrossEntropy.value_and_grad(split_logits, y)

@@ -12,6 +12,7 @@ from the table runs through its own forward and backward (`step.ReferenceStep`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..nn import (
@@ -51,6 +52,14 @@ NUMPY = Backend(
 )
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled() -> Backend:
+    from . import compiled
+
+    replaced, norm_pool_relu = compiled.steps()
+    return Backend("compiled", {**NUMPY.steps, **replaced}, norm_pool_relu, threaded=True)
+
+
 class BackendUnavailable(ImportError):
     """The compiled backend was asked for where Numba is not installed."""
 
@@ -67,7 +76,7 @@ def get_backend(name: str = "auto") -> Backend:
     from . import compiled
 
     if compiled.available():
-        return compiled.backend()
+        return _compiled()
     if name == "compiled":
         raise BackendUnavailable("the compiled backend needs Numba: pip install 'lenet5[fast]'")
     return NUMPY

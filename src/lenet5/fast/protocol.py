@@ -5,10 +5,11 @@ An engine runs a reference model (`lenet5.nn`), sharing its parameters: the opti
 behind this protocol today, `FastModel` (one process; NumPy or compiled kernels, `backend=`)
 and `DataParallel` (each batch split over processes); a new one answers the same calls.
 
-A distortion is a `Transform`: anything with `apply(x) -> x` on a batch-first batch. The
-engine applies it to the batch it is given (a data-parallel engine to each process's rows),
-so the trainer never needs to know where a batch is computed, and this package never needs
-to know what a distortion is.
+A distortion is a `Transform`: anything with `apply(x, start) -> x` on a batch-first batch.
+The engine applies it to the batch it is given (a data-parallel engine to each process's
+rows, rebuilt in each process from its words: a `WordTransform`), so the trainer never
+needs to know where a batch is computed, and this package never needs to know what a
+distortion is (`lenet5.data.augment.Distortion` is one).
 """
 
 from __future__ import annotations
@@ -20,8 +21,21 @@ import numpy as np
 
 @runtime_checkable
 class Transform(Protocol):
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """The batch (N, C, H, W), transformed; the same rows in the same order."""
+    def apply(self, x: np.ndarray, start: int = 0) -> np.ndarray:
+        """The batch (N, C, H, W), transformed; the same rows in the same order. `start`: the
+        row of the whole batch that x's first row is (a process's share of it)."""
+
+
+@runtime_checkable
+class WordTransform(Transform, Protocol):
+    """A transform that crosses to another process as a few int64 words."""
+
+    def to_words(self) -> tuple[int, ...]:
+        ...
+
+    @classmethod
+    def from_words(cls, words) -> "WordTransform | None":
+        """The transform of `to_words`; None for all-zero words (no transform)."""
 
 
 @runtime_checkable

@@ -13,8 +13,6 @@ NumPy pass each already run them near the memory's speed (benchmarks/bench.py).
 
 from __future__ import annotations
 
-import functools
-
 
 def available() -> bool:
     """Whether Numba is installed (the `fast` extra)."""
@@ -25,16 +23,14 @@ def available() -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
-def backend():
-    """The compiled backend's table (`lenet5.fast.backends.Backend`); needs Numba."""
+def steps():
+    """(the steps this backend replaces, by exact reference-layer type; its fused BatchNorm2D
+    → MaxPool2D → ReLU step); the rest of `lenet5.fast.backends.NUMPY`'s table stays. Needs Numba."""
     from ...nn import AvgPool2D, Conv2D, MaxPool2D, Subsampling
-    from ..backends import NUMPY, Backend
     from .conv import CompiledConvStep
     from .fusion import CompiledNormPoolReLU
     from .pooling import CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep
 
-    steps = dict(NUMPY.steps)
-    steps.update({Conv2D: CompiledConvStep, MaxPool2D: CompiledMaxPoolStep, AvgPool2D: CompiledAvgPoolStep,
-                  Subsampling: CompiledSubsamplingStep})
-    return Backend("compiled", steps, CompiledNormPoolReLU, threaded=True)
+    replaced = {Conv2D: CompiledConvStep, MaxPool2D: CompiledMaxPoolStep, AvgPool2D: CompiledAvgPoolStep,
+                Subsampling: CompiledSubsamplingStep}
+    return replaced, CompiledNormPoolReLU

@@ -9,6 +9,7 @@ import numpy as np
 
 from ...nn.checks import as_float
 from ...nn.predicting import Predicting
+from ..backends import get_backend
 from ..program import FastModel
 from ..threads import blas_threads
 from . import calls
@@ -34,6 +35,10 @@ class DataParallel(Predicting):
             call in this process.
         timeout: seconds a worker may take to answer any one wait; a worker that does not
             is reported as a ParallelError, and the workers are stopped.
+        backend: the backend every process runs (`lenet5.fast.backends`), on one thread each.
+        transform_kind: the class of the distortions `forward` will be given (a
+            `protocol.WordTransform`, e.g. `lenet5.data.augment.Distortion`): the workers
+            rebuild each batch's distortion from its words with it.
 
     `forward(x)` returns the logits (N, K) of the whole batch, each process having run its
     rows; the caller computes the loss and its gradient on them, and `backward(dlogits)`
@@ -50,14 +55,18 @@ class DataParallel(Predicting):
     `if __name__ == "__main__":` (the workers import the script's module).
     """
 
-    def __init__(self, model, workers: int = 2, timeout: float = 10.0) -> None:
+    def __init__(self, model, workers: int = 2, timeout: float = 10.0, *, backend="auto",
+                 transform_kind=None) -> None:
         if not (isinstance(workers, numbers.Integral) and not isinstance(workers, bool) and workers >= 1):
             raise ValueError(f"DataParallel: workers must be a positive integer, found {workers!r}")
         if not (isinstance(timeout, numbers.Real) and not isinstance(timeout, bool) and 0 < timeout < math.inf):
             raise ValueError(f"DataParallel: timeout must be a positive number of seconds, found {timeout!r}")
         self.model = model
         self.workers, self.timeout = int(workers), float(timeout)
-        self._local = FastModel(model, threads=1)  # calls too small to split
+        # Every process runs the same backend, one thread each: the processes hold the cores.
+        self.backend = get_backend(backend)
+        self.transform_kind = transform_kind
+        self._local = FastModel(model, backend=self.backend, threads=1)  # calls too small to split
         self._pool: WorkerPool | None = None
         self._split = None  # (pool, shares) of the last forward, if it was split
 
@@ -101,6 +110,8 @@ class DataParallel(Predicting):
         pool.masks.use(dropout, len(x), shares[0])
         for rank in range(1, self.workers):
             pool.put_input(rank, x[slice(*shares[rank])])
+        if distortion is not None and self.transform_kind is None:
+            raise ValueError("DataParallel: a distortion needs transform_kind=, the class its workers rebuild it with")
         words = (0,) * calls.DISTORTION_WORDS if distortion is None else distortion.to_words()
         pool.post(Call(calls.FORWARD, len(x), shares, sample_shape, x.itemsize, distortion=words))
         with blas_threads(1):  # rank 0's rows start at row 0, where FastModel's distortion starts
@@ -161,7 +172,8 @@ class DataParallel(Predicting):
             self.close()
         if self._pool is None:
             self._pool = WorkerPool(self.model, self.workers, self.timeout,
-                                    needed.union(Capacity(SHARE_BYTES, MASK_BYTES)))
+                                    needed.union(Capacity(SHARE_BYTES, MASK_BYTES)), self.backend.name,
+                                    self.transform_kind)
         return self._pool
 
     def _share_bytes(self, shares, sample_shape) -> int:

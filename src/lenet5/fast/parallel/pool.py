@@ -66,11 +66,14 @@ class WorkerPool:
         world: processes in all, this one included.
         timeout: seconds a worker may take to answer any one wait.
         capacity: the sizes of the shared input, output and mask areas.
+        backend: the name of the backend every process runs.
+        transform_kind: the class the workers rebuild distortions with (None: no distortions).
 
     `fast` is rank 0's FastModel, whose BatchNorm sums and Dropout masks go through the group.
     """
 
-    def __init__(self, model, world: int, timeout: float, capacity: Capacity) -> None:
+    def __init__(self, model, world: int, timeout: float, capacity: Capacity, backend: str = "auto",
+                 transform_kind=None) -> None:
         context = multiprocessing.get_context("spawn")
         self.world, self.timeout, self.capacity = world, timeout, capacity
         self.state = ModelState(model)
@@ -81,7 +84,8 @@ class WorkerPool:
             raise ParallelError(f"cannot allocate shared memory for the data-parallel workers: "
                                 f"{error.strerror or error}; run with one process (--workers 1)") from None
         self.memory = self.channels.memory
-        self.processes = [context.Process(target=serve, args=(rank, self.channels, model), daemon=True,
+        self.processes = [context.Process(target=serve, args=(rank, self.channels, model, backend, transform_kind),
+                                          daemon=True,
                                           name=f"lenet5-worker-{rank}") for rank in range(1, world)]
         self._finalizer = weakref.finalize(self, stop_workers, self.processes, self.channels, True)
         try:
@@ -94,7 +98,7 @@ class WorkerPool:
             self.close(graceful=False)
             raise
         self.masks = DropoutMasks(self.memory["masks"])
-        self.fast = FastModel(model, threads=1, all_sum=Group(self.channels, 0, self.wait_for).all_sum,
+        self.fast = FastModel(model, backend=backend, threads=1, all_sum=Group(self.channels, 0, self.wait_for).all_sum,
                               dropout_masks=self.masks.rows)
 
     @property

@@ -17,7 +17,6 @@ import traceback
 
 import numpy as np
 
-from ...data.augment import Distortion
 from ..program import FastModel
 from ..threads import blas_threads
 from . import calls
@@ -31,8 +30,9 @@ from .waiting import acquire
 IDLE_SLICE_SECONDS = 0.5  # how often an idle worker checks that rank 0 still lives
 
 
-def serve(rank: int, channels: Channels, model) -> None:
-    """The target of worker `rank`'s process."""
+def serve(rank: int, channels: Channels, model, backend: str = "auto", transform_kind=None) -> None:
+    """The target of worker `rank`'s process: `backend` names the backend its steps run,
+    `transform_kind` the class it rebuilds each batch's distortion with, from its words."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parent = multiprocessing.parent_process()
@@ -49,7 +49,7 @@ def serve(rank: int, channels: Channels, model) -> None:
         # Overflow in a share reaches rank 0 as non-finite logits or gradients, which the
         # trainer reports in one line; a warning from each worker would only add noise.
         with blas_threads(1), np.errstate(all="ignore"):
-            worker = Worker(rank, channels, model, wait_for)
+            worker = Worker(rank, channels, model, wait_for, backend, transform_kind)
             channels.done[rank].release()  # ready
             while True:
                 acquire(channels.calls[rank], None, exit_if_orphaned, IDLE_SLICE_SECONDS)
@@ -75,13 +75,14 @@ def describe(error: BaseException) -> str:
 class Worker:
     """A worker's model, its end of the group, and how it answers each kind of call."""
 
-    def __init__(self, rank: int, channels: Channels, model, wait_for) -> None:
+    def __init__(self, rank: int, channels: Channels, model, wait_for, backend="auto", transform_kind=None) -> None:
         self.rank, self.memory = rank, channels.memory
+        self.transform_kind = transform_kind
         self.state = ModelState(model)
         self.state.bind(self.memory, rank)  # before FastModel: its steps read these parameters
         self.masks = DropoutMasks(self.memory["masks"])
         # One thread of compiled kernels per process: the processes already hold the cores.
-        self.fast = FastModel(model, threads=1, all_sum=Group(channels, rank, wait_for).all_sum,
+        self.fast = FastModel(model, backend=backend, threads=1, all_sum=Group(channels, rank, wait_for).all_sum,
                               dropout_masks=self.masks.rows)
 
     def answer(self, call: Call) -> None:
@@ -90,7 +91,7 @@ class Worker:
         if call.kind == calls.FORWARD:
             self.state.receive(self.memory)
             self.masks.use(self.fast.dropout_layers(call.sample_shape), call.total, (start, stop))
-            distortion = Distortion.from_words(call.distortion)
+            distortion = None if self.transform_kind is None else self.transform_kind.from_words(call.distortion)
             # A copy (or the distorted rows, a new array): the steps may keep their input for
             # backward, and the area is reused.
             rows = inputs.copy() if distortion is None else distortion.apply(inputs, start)

@@ -1,0 +1,219 @@
+"""The compiled backend against the reference layers and models, and its promise that results do
+not depend on the thread count: random shapes, strides, paddings, connection tables and ties,
+float64 to 1e-10 and float32 to 1e-4 (relative), both convolution paths, serial and parallel
+builds."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lenet5 import nn as ln
+from lenet5.fast import FastModel
+from lenet5.fast import backends as backend_table
+from lenet5.fast import compiled
+from lenet5.fast.compiled import jit
+from lenet5.fast.compiled.conv import CompiledConvStep
+from lenet5.fast.compiled.fusion import CompiledNormPoolReLU
+from lenet5.fast.step import ReferenceStep
+from lenet5.models import MODELS, build_model
+
+from ..nn.torch_twins import max_relative_difference
+from .twins import assert_step_matches_layer
+
+pytestmark = pytest.mark.skipif(not compiled.available(), reason="the compiled backend needs Numba (lenet5[fast])")
+
+DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+
+
+def conv_cases(count=12, seed=25):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for index in range(count):
+        kernel = (int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+        stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        channels, maps = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+        batch = int(rng.integers(1, 7))
+        height, width = kernel[0] + int(rng.integers(0, 6)), kernel[1] + int(rng.integers(0, 6))
+        masked = index % 4 == 3
+        name = f"c{channels}f{maps}k{kernel[0]}x{kernel[1]}s{stride[0]}{stride[1]}p{padding[0]}{padding[1]}n{batch}" \
+               + ("-table" if masked else "")
+        cases.append(pytest.param(channels, maps, kernel, stride, padding, (batch, channels, height, width), masked,
+                                  id=name))
+    return cases
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "blas"])
+@pytest.mark.parametrize("channels, maps, kernel, stride, padding, shape, masked", conv_cases())
+@DTYPES
+def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kernel, stride, padding, shape,
+                                                            masked, direct, dtype):
+    rng = np.random.default_rng(7)
+    table = (rng.random((maps, channels)) < 0.6) if masked else None
+    if table is not None:
+        table[:, 0] = True  # every output map sees at least one input map
+    layer = ln.Conv2D(channels, maps, kernel, stride=stride, padding=padding, connections=table, rng=1)
+    step = CompiledConvStep(layer)
+    step.direct = direct
+    assert_step_matches_layer(step, layer, rng.standard_normal(shape), dtype)
+
+
+def pool_cases():
+    rng = np.random.default_rng(3)
+    cases = []
+    for kind in ("max", "avg"):
+        for index in range(6):
+            kernel = int(rng.integers(1, 4))
+            stride = int(rng.integers(1, kernel + 1))
+            padding = int(rng.integers(0, kernel // 2 + 1))
+            shape = (int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(kernel, 9)),
+                     int(rng.integers(kernel, 9)))
+            cases.append(pytest.param(kind, kernel, stride, padding, shape, id=f"{kind}-k{kernel}s{stride}p{padding}"
+                                                                                f"-{'x'.join(map(str, shape))}"))
+    return cases
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("kind, kernel, stride, padding, shape", pool_cases())
+@DTYPES
+def test_pooling_kernels_compute_the_reference_layer_ties_included(kind, kernel, stride, padding, shape, training,
+                                                                   dtype):
+    layer = (ln.MaxPool2D if kind == "max" else ln.AvgPool2D)(kernel, stride, padding).train(training)
+    x = np.random.default_rng(5).standard_normal(shape)
+    x[:, :, : shape[2] // 2] = 0.25  # flat rows: ties in the windows, routed to the first maximum
+    (step,) = FastModel(layer, backend="compiled").steps
+    assert type(step).__module__.startswith("lenet5.fast.compiled")
+    assert_step_matches_layer(step, layer, x, dtype)
+
+
+@DTYPES
+def test_subsampling_kernels_compute_the_reference_layer(dtype):
+    layer = ln.Subsampling(3)
+    rng = np.random.default_rng(11)
+    layer.weight.value[...] = rng.standard_normal(3)
+    layer.bias.value[...] = rng.standard_normal(3)
+    (step,) = FastModel(layer, backend="compiled").steps
+    assert type(step).__module__.startswith("lenet5.fast.compiled")
+    assert_step_matches_layer(step, layer, rng.standard_normal((5, 3, 8, 6)), dtype)
+
+
+def test_max_pooling_keeps_a_nan_as_numpy_does():
+    layer = ln.MaxPool2D(2)
+    x = np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4)
+    x[0, 0, 1, 1] = np.nan  # in the first window of sample 0, after its first value
+    (step,) = FastModel(layer, backend="compiled").steps
+    out = FastModel(layer, backend="compiled").forward(x)
+    expected = layer.forward(x)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert np.isnan(out[0, 0, 0, 0]) and np.isfinite(out[1]).all()
+    del step
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_zoo_model_trains_and_predicts_through_the_compiled_kernels_as_the_reference_does(name):
+    model = build_model(name, seed=1).to(np.float64)
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((9,) + MODELS[name].input_shape), rng.integers(0, 10, 9)
+    loss = MODELS[name].make_loss()
+    generators = [m.rng for m in model.modules() if isinstance(m, ln.Dropout)]
+    saved = model.state_dict(), [g.bit_generator.state for g in generators]
+
+    def step(engine):
+        for parameter in engine.parameters():
+            parameter.zero_grad()
+        logits = engine.forward(x)
+        dlogits = loss.value_and_grad(logits, y)[1]
+        engine.backward(dlogits)
+        return logits, [p.grad.copy() for p in engine.parameters()], model.state_dict()
+
+    expected = step(model)
+    model.load_state_dict(saved[0])
+    for generator, state in zip(generators, saved[1]):
+        generator.bit_generator.state = state
+    fast = FastModel(model, backend="compiled")
+    assert not any(isinstance(s, ReferenceStep) for s in fast.steps if not isinstance(s.layer, ln.RBF))
+    found = step(fast)
+    assert max_relative_difference(found[0], expected[0]) < 1e-10
+    for (parameter, _), ours, reference in zip(model.named_parameters(), found[1], expected[1]):
+        assert max_relative_difference(ours, reference) < 1e-10, parameter
+    for key in expected[2]:
+        assert max_relative_difference(found[2][key], expected[2][key]) < 1e-10, key
+    model.load_state_dict(saved[0])
+    np.testing.assert_allclose(fast.predict_logits(x), model.eval().forward(x), rtol=1e-10, atol=1e-10)
+
+
+def test_lenet5_trains_on_the_fused_compiled_kernel():
+    fast = FastModel(build_model("lenet5"), backend="compiled")
+    assert sum(isinstance(step, CompiledNormPoolReLU) for step in fast.training_steps()) == 2
+
+
+# The script a fresh interpreter runs: Numba fixes its thread pool at start (NUMBA_NUM_THREADS),
+# so three threads need a process started with three.
+THREADS_SCRIPT = """
+import json, sys
+import numpy as np
+from lenet5.fast import FastModel
+from lenet5.fast.compiled import jit
+from lenet5.models import MODELS, build_model
+from lenet5.nn import Adam
+
+name, parallel_from = sys.argv[1], int(sys.argv[2])
+jit.PARALLEL_FROM = parallel_from
+results = {}
+for threads in (1, 2, 3):
+    model = build_model(name, seed=0)
+    engine = FastModel(model, backend="compiled", threads=threads)
+    optimizer = Adam(model.parameters(), lr=1e-3)
+    loss = MODELS[name].make_loss()
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        x = rng.standard_normal((48,) + MODELS[name].input_shape).astype(np.float32)
+        y = rng.integers(0, 10, 48)
+        optimizer.zero_grad()
+        engine.backward(loss.value_and_grad(engine.forward(x), y)[1], input_grad=False)
+        optimizer.step()
+    logits = engine.predict_logits(x)
+    state = model.state_dict()
+    digest = np.concatenate([state[key].ravel().astype(np.float64) for key in sorted(state)] + [logits.ravel()])
+    results[threads] = digest.tobytes().hex()
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("name", ["lenet5", "classic", "lenet5-1998"])
+def test_weights_after_training_steps_do_not_depend_on_the_thread_count(name):
+    """Serial builds, and parallel builds on 1, 2 and 3 threads: the same bits."""
+    env = dict(os.environ, NUMBA_NUM_THREADS="3")
+    digests = {}
+    for label, parallel_from in (("parallel", 0), ("serial", 10**18)):
+        done = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, name, str(parallel_from)], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        for threads, digest in json.loads(done.stdout).items():
+            digests[f"{label}, {threads} threads"] = digest
+    assert len(set(digests.values())) == 1, sorted(digests)
+
+
+def test_the_backend_is_chosen_by_name_and_numba_is_optional(monkeypatch):
+    assert FastModel(build_model("relu"), backend="numpy").backend.name == "numpy"
+    assert FastModel(build_model("relu"), backend="compiled").backend.name == "compiled"
+    with pytest.raises(ValueError, match="unknown backend 'cuda': expected one of auto, compiled, numpy"):
+        FastModel(build_model("relu"), backend="cuda")
+    monkeypatch.setattr(compiled, "available", lambda: False)
+    assert FastModel(build_model("relu")).backend.name == "numpy"
+    with pytest.raises(backend_table.BackendUnavailable, match=r"needs Numba: pip install 'lenet5\[fast\]'"):
+        FastModel(build_model("relu"), backend="compiled")
+
+
+def test_small_work_runs_the_serial_build_and_large_work_the_parallel_one(monkeypatch):
+    calls = []
+    kernel = jit.Kernel(lambda a: a)
+    monkeypatch.setattr(kernel, "serial", lambda *args: calls.append("serial"))
+    monkeypatch.setattr(kernel, "parallel", lambda *args: calls.append("parallel"))
+    kernel(jit.PARALLEL_FROM - 1, 0)
+    kernel(jit.PARALLEL_FROM, 0)
+    assert calls == ["serial", "parallel"]
