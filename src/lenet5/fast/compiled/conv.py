@@ -8,12 +8,12 @@ maps and rows in the forward pass, (output map, input map) pairs for the weight 
 input maps for the input gradient, so every sum runs in one thread in a fixed order.
 Unconnected (output, input) map pairs (the C3 table of LeCun et al. 1998) are skipped.
 
-Which path runs a layer is chosen by measurement (benchmarks/bench.py's ladder, on a
-2-core machine): these loops beat im2col and BLAS where the column matrix is shallow
-(C·KH·KW at most DIRECT_MAX_DEPTH: C1 of every zoo model, whose im2col copy costs more than
-its product), and BLAS wins where it is deep; those layers keep the NumPy step's blocked
-im2col and matrix products (`lenet5.fast.conv.ConvStep`) for their products, with the
-compiled col2im below for the input gradient.
+Which path runs a layer is chosen by measurement (on a 2-core machine, two threads): these
+loops beat im2col and BLAS where the column matrix is shallow (C·KH·KW at most
+DIRECT_MAX_DEPTH: C1 of every zoo model, whose im2col copy costs more than its product),
+and BLAS wins where it is deep. Those layers build the column matrix here (`im2col`), run
+their products in BLAS over column chunks (`products.py`) and scatter the input gradient
+back with `col2im`. The choice depends on the layer alone, never on the thread count.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..conv import ConvStep
 from ..step import check_input
 from ..windows import pad_spatial, unpad_spatial
 from .jit import kernel, prange
+from .products import matmul_columns, matmul_transposed_summed
 
 # The deepest column matrix (C·KH·KW) the direct loops run; deeper layers multiply with BLAS.
 DIRECT_MAX_DEPTH = 32
@@ -109,6 +110,24 @@ def channel_sums(x, sums):
 
 
 @kernel
+def im2col(x, kh, kw, stride_h, stride_w, columns):
+    """columns (C·KH·KW, OH·OW·N): row (c, i, j) holds x[c, oh·SH + i, ow·SW + j, n] for every
+    output position, in (OH, OW, N) order; one thread per row."""
+    channels, _, _, batch = x.shape
+    oh_count = (x.shape[1] - kh) // stride_h + 1
+    ow_count = (x.shape[2] - kw) // stride_w + 1
+    for row in prange(channels * kh * kw):
+        c, i, j = row // (kh * kw), (row // kw) % kh, row % kw
+        target = columns[row]
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                source = x[c, oh * stride_h + i, ow * stride_w + j]
+                start = (oh * ow_count + ow) * batch
+                for n in range(batch):
+                    target[start + n] = source[n]
+
+
+@kernel
 def col2im(columns, kh, kw, stride_h, stride_w, dx):
     """The adjoint of im2col: columns (C·KH·KW, OH·OW·N) summed onto dx (C, H, W, N),
     overwritten; one thread per input map."""
@@ -129,8 +148,9 @@ def col2im(columns, kh, kw, stride_h, stride_w, dx):
 
 
 class CompiledConvStep(ConvStep):
-    """A `lenet5.nn.Conv2D` on (C, H, W, N) arrays: the direct loops for shallow layers, the
-    NumPy step's BLAS products with a compiled col2im for deep ones (see the module docstring)."""
+    """A `lenet5.nn.Conv2D` on (C, H, W, N) arrays: the direct loops for shallow layers; for
+    deep ones, the compiled im2col, BLAS products in column chunks over the threads
+    (products.py), and the compiled col2im (see the module docstring)."""
 
     def __init__(self, layer) -> None:
         super().__init__(layer, blocked=True)
@@ -140,8 +160,6 @@ class CompiledConvStep(ConvStep):
                           else np.ascontiguousarray(layer.connections))
 
     def forward(self, x):
-        if not self.direct:
-            return super().forward(x)
         conv = self.layer
         check_input(self, x, 4, f"(N, {conv.in_channels}, H, W)", channels=conv.in_channels)
         padded = np.ascontiguousarray(pad_spatial(x, conv.padding))
@@ -156,48 +174,45 @@ class CompiledConvStep(ConvStep):
         bias = (np.zeros(conv.out_channels, x.dtype) if conv.bias is None
                 else np.ascontiguousarray(conv.bias.value, dtype=x.dtype))
         oh, ow = output_size(height, kh, conv.stride[0]), output_size(width, kw, conv.stride[1])
-        out = np.empty((conv.out_channels, oh, ow, batch), dtype=x.dtype)
-        conv_forward(out.size * channels * kh * kw, padded, weight, bias, self.connected, *conv.stride, out)
-        self._cache = (padded, weight)
-        return out
+        depth = channels * kh * kw
+        if self.direct:
+            out = np.empty((conv.out_channels, oh, ow, batch), dtype=x.dtype)
+            conv_forward(out.size * depth, padded, weight, bias, self.connected, *conv.stride, out)
+            self._cache = (padded, weight, None)
+            return out
+        columns = np.empty((depth, oh * ow * batch), dtype=x.dtype)
+        im2col(columns.size, padded, kh, kw, *conv.stride, columns)
+        out = matmul_columns(weight.reshape(conv.out_channels, depth), columns)
+        out += bias[:, None]
+        self._cache = (padded, weight, columns)
+        return out.reshape(conv.out_channels, oh, ow, batch)
 
     def backward(self, dout):
-        if not self.direct:
-            return self._gemm_backward(dout)
         dout = self._backward_parameters(dout)
-        padded, weight = self._cache
+        padded, weight, columns = self._cache
         dpadded = np.empty_like(padded)
-        conv_input_grad(dout.size * weight.shape[1] * weight.shape[2] * weight.shape[3], dout, weight,
-                        self.connected, *self.layer.stride, dpadded)
+        if columns is None:
+            conv_input_grad(dout.size * weight[0].size, dout, weight, self.connected, *self.layer.stride, dpadded)
+        else:
+            dcolumns = matmul_columns(weight.reshape(weight.shape[0], -1).T, dout.reshape(dout.shape[0], -1))
+            col2im(dcolumns.size, dcolumns, *self.layer.kernel_size, *self.layer.stride, dpadded)
         return unpad_spatial(dpadded, self.layer.padding)
 
     def backward_parameters(self, dout):
-        if not self.direct:
-            super().backward_parameters(dout)
-            return
         self._backward_parameters(dout)
 
     def _backward_parameters(self, dout):
-        if not self.direct:
-            return super()._backward_parameters(dout)
         conv = self.layer
-        padded, weight = self._cache
+        padded, weight, columns = self._cache
         dout = np.ascontiguousarray(dout)
-        dweight = np.empty(weight.shape, dtype=dout.dtype)
-        conv_weight_grad(dout.size * weight.shape[1] * weight.shape[2] * weight.shape[3], padded, dout,
-                         self.connected, *conv.stride, dweight)
-        conv.weight.grad += dweight
+        if columns is None:
+            dweight = np.empty(weight.shape, dtype=dout.dtype)
+            conv_weight_grad(dout.size * weight[0].size, padded, dout, self.connected, *conv.stride, dweight)
+        else:
+            dweight = matmul_transposed_summed(dout.reshape(conv.out_channels, -1), columns).reshape(weight.shape)
+        conv.weight.grad += conv.masked(dweight)
         if conv.bias is not None:
             dbias = np.empty(conv.out_channels, dtype=dout.dtype)
             channel_sums(dout.size, dout, dbias)
             conv.bias.grad += dbias
         return dout
-
-    def _gemm_backward(self, dout):
-        """BLAS for the products (the NumPy step's), the compiled col2im for the scatter."""
-        dout_matrix = super()._backward_parameters(dout)
-        padded, weight, _, _ = self._cache
-        dcolumns = weight.T @ dout_matrix
-        dpadded = np.empty(padded.shape, dtype=dcolumns.dtype)
-        col2im(dcolumns.size, dcolumns, *self.layer.kernel_size, *self.layer.stride, dpadded)
-        return unpad_spatial(dpadded, self.layer.padding)

@@ -68,6 +68,11 @@ def kernel(function) -> Kernel:
     return Kernel(function)
 
 
+def current_threads() -> int:
+    """The thread count the calling thread's parallel work runs on now."""
+    return numba.get_num_threads()
+
+
 @contextlib.contextmanager
 def threads(count: int):
     """Run the block's parallel builds on `count` threads (at most NUMBA_NUM_THREADS), then
