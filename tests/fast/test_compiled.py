@@ -15,6 +15,7 @@ from lenet5 import nn as ln
 from lenet5.fast import FastModel
 from lenet5.fast import backends as backend_table
 from lenet5.fast import compiled
+from lenet5.fast.compiled import conv as compiled_conv
 from lenet5.fast.compiled import jit
 from lenet5.fast.compiled.conv import CompiledConvStep
 from lenet5.fast.compiled.fusion import CompiledNormPoolReLU
@@ -51,7 +52,8 @@ def conv_cases(count=12, seed=25):
 @pytest.mark.parametrize("channels, maps, kernel, stride, padding, shape, masked", conv_cases())
 @DTYPES
 def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kernel, stride, padding, shape,
-                                                            masked, direct, dtype):
+                                                            masked, direct, dtype, monkeypatch):
+    monkeypatch.setattr(compiled_conv, "DIRECT_MIN_BATCH", 1)  # small batches take the direct path too
     rng = np.random.default_rng(7)
     table = (rng.random((maps, channels)) < 0.6) if masked else None
     if table is not None:
@@ -59,7 +61,23 @@ def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kern
     layer = ln.Conv2D(channels, maps, kernel, stride=stride, padding=padding, connections=table, rng=1)
     step = CompiledConvStep(layer)
     step.direct = direct
+    paths = []
+    for kernel_name in ("conv_forward", "im2col"):
+        original = getattr(compiled_conv, kernel_name)
+        monkeypatch.setattr(compiled_conv, kernel_name,
+                            lambda *args, name=kernel_name, run=original: paths.append(name) or run(*args))
     assert_step_matches_layer(step, layer, rng.standard_normal(shape), dtype)
+    assert set(paths) == {"conv_forward" if direct else "im2col"}
+
+
+def test_small_batches_take_the_blas_path_whatever_the_layer():
+    layer = ln.Conv2D(1, 6, 5, rng=0)
+    step = CompiledConvStep(layer)
+    assert step.direct
+    step.forward(np.zeros((1, 12, 12, compiled_conv.DIRECT_MIN_BATCH - 1), np.float32))
+    assert step._cache[2] is not None  # the column matrix of the BLAS path
+    step.forward(np.zeros((1, 12, 12, compiled_conv.DIRECT_MIN_BATCH), np.float32))
+    assert step._cache[2] is None
 
 
 def pool_cases():
@@ -157,6 +175,7 @@ THREADS_SCRIPT = """
 import json, sys
 import numpy as np
 from lenet5.fast import FastModel
+from lenet5.fast.compiled import conv as compiled_conv
 from lenet5.fast.compiled import jit
 from lenet5.models import MODELS, build_model
 from lenet5.nn import Adam
