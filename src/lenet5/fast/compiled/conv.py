@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...nn.im2col import output_size
-from ..conv import ConvStep
+from ..conv import BLOCK_BYTES, MIN_SMALL_PRODUCT_COLUMNS, SMALL_PRODUCT, ConvStep
 from ..step import check_input
 from ..windows import pad_spatial, unpad_spatial
-from .jit import kernel, prange
-from .products import matmul_columns, matmul_transposed_summed
+from .jit import kernel, prange, serial_kernel
+from .products import in_chunks, matmul_columns, scratch
 
 # The deepest column matrix (C·KH·KW) the direct loops run; deeper layers multiply with BLAS.
 DIRECT_MAX_DEPTH = 32
@@ -113,22 +113,37 @@ def channel_sums(x, sums):
         sums[c] = total
 
 
-@kernel
-def im2col(x, kh, kw, stride_h, stride_w, columns):
-    """columns (C·KH·KW, OH·OW·N): row (c, i, j) holds x[c, oh·SH + i, ow·SW + j, n] for every
-    output position, in (OH, OW, N) order; one thread per row."""
-    channels, _, _, batch = x.shape
-    oh_count = (x.shape[1] - kh) // stride_h + 1
-    ow_count = (x.shape[2] - kw) // stride_w + 1
-    for row in prange(channels * kh * kw):
+@serial_kernel
+def im2col_columns(x, kh, kw, stride_h, stride_w, start, columns):
+    """columns (C·KH·KW, M): columns start … start + M − 1 of the column matrix, whose row
+    (c, i, j) holds x[c, oh·SH + i, ow·SW + j, n] for every output position in (OH, OW, N)
+    order; a chunk that `products.in_chunks` hands one thread."""
+    channels, _, width, batch = x.shape
+    ow_count = (width - kw) // stride_w + 1
+    row_length = ow_count * batch
+    stop = start + columns.shape[1]
+    flat = x.reshape(channels, x.shape[1], width * batch)
+    for row in range(channels * kh * kw):
         c, i, j = row // (kh * kw), (row // kw) % kh, row % kw
         target = columns[row]
-        for oh in range(oh_count):
-            for ow in range(ow_count):
-                source = x[c, oh * stride_h + i, ow * stride_w + j]
-                start = (oh * ow_count + ow) * batch
-                for n in range(batch):
-                    target[start + n] = source[n]
+        position = start
+        while position < stop:
+            oh = position // row_length
+            along = position - oh * row_length  # (ow, n) within the output row
+            if stride_w == 1:  # a run of (ow, n) positions is one contiguous run of x's row
+                count = min(stop, (oh + 1) * row_length) - position
+                first = j * batch + along
+                source = flat[c, oh * stride_h + i, first : first + count]
+            else:
+                ow, first = along // batch, along % batch
+                count = min(batch - first, stop - position)
+                source = x[c, oh * stride_h + i, ow * stride_w + j, first : first + count]
+            # Views, then a loop from 0: Numba cannot prove a computed index ≥ 0, and the
+            # negative-index check it would add stops the copy from vectorising.
+            destination = target[position - start : position - start + count]
+            for k in range(count):
+                destination[k] = source[k]
+            position += count
 
 
 @kernel
@@ -184,21 +199,39 @@ class CompiledConvStep(ConvStep):
             conv_forward(out.size * depth, padded, weight, bias, self.connected, *conv.stride, out)
             self._cache = (padded, weight, None)
             return out
-        columns = np.empty((depth, oh * ow * batch), dtype=x.dtype)
-        im2col(columns.size, padded, kh, kw, *conv.stride, columns)
-        out = matmul_columns(weight.reshape(conv.out_channels, depth), columns)
+        weight_matrix = weight.reshape(conv.out_channels, depth)
+        out = np.empty((conv.out_channels, oh * ow * batch), dtype=x.dtype)
+        chunk = self.chunk_columns(x.itemsize)
+
+        def product(columns: slice) -> None:  # one chunk: its columns built in cache, then multiplied
+            block = scratch((depth, columns.stop - columns.start), x.dtype)
+            im2col_columns(padded, kh, kw, *conv.stride, columns.start, block)
+            np.matmul(weight_matrix, block, out=out[:, columns])
+
+        in_chunks(product, out.shape[1], chunk)
         out += bias[:, None]
-        self._cache = (padded, weight, columns)
+        self._cache = (padded, weight, chunk)
         return out.reshape(conv.out_channels, oh, ow, batch)
+
+    def chunk_columns(self, itemsize: int) -> int:
+        """Columns of the column matrix built and multiplied at a time: the NumPy step's
+        cache-sized blocks (`lenet5.fast.conv`), which depend on the layer alone."""
+        conv = self.layer
+        depth = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        widest = BLOCK_BYTES // (depth * itemsize)
+        small_product = SMALL_PRODUCT // (conv.out_channels * depth)
+        if small_product >= MIN_SMALL_PRODUCT_COLUMNS:
+            widest = min(widest, small_product)
+        return max(1, widest)
 
     def backward(self, dout):
         dout = self._backward_parameters(dout)
-        padded, weight, columns = self._cache
+        padded, weight, chunk = self._cache
         dpadded = np.empty_like(padded)
-        if columns is None:
+        if chunk is None:
             conv_input_grad(dout.size * weight[0].size, dout, weight, self.connected, *self.layer.stride, dpadded)
         else:
-            dcolumns = matmul_columns(weight.reshape(weight.shape[0], -1).T, dout.reshape(dout.shape[0], -1))
+            dcolumns = matmul_columns(weight.reshape(weight.shape[0], -1).T, dout.reshape(dout.shape[0], -1), chunk)
             col2im(dcolumns.size, dcolumns, *self.layer.kernel_size, *self.layer.stride, dpadded)
         return unpad_spatial(dpadded, self.layer.padding)
 
@@ -207,16 +240,35 @@ class CompiledConvStep(ConvStep):
 
     def _backward_parameters(self, dout):
         conv = self.layer
-        padded, weight, columns = self._cache
+        padded, weight, chunk = self._cache
         dout = np.ascontiguousarray(dout)
-        if columns is None:
+        if chunk is None:
             dweight = np.empty(weight.shape, dtype=dout.dtype)
             conv_weight_grad(dout.size * weight[0].size, padded, dout, self.connected, *conv.stride, dweight)
         else:
-            dweight = matmul_transposed_summed(dout.reshape(conv.out_channels, -1), columns).reshape(weight.shape)
+            dweight = self._chunked_weight_grad(padded, dout.reshape(conv.out_channels, -1), chunk)
         conv.weight.grad += conv.masked(dweight)
         if conv.bias is not None:
             dbias = np.empty(conv.out_channels, dtype=dout.dtype)
             channel_sums(dout.size, dout, dbias)
             conv.bias.grad += dbias
         return dout
+
+    def _chunked_weight_grad(self, padded, dout_matrix, chunk):
+        """Σ over chunks of dout[:, chunk] @ columns[:, chunk]ᵀ, each chunk's columns built
+        again (cheaper than reading a stored matrix back), the partial products added up in
+        chunk order."""
+        conv = self.layer
+        kh, kw = conv.kernel_size
+        depth = conv.in_channels * kh * kw
+
+        def partial(columns: slice) -> np.ndarray:
+            block = scratch((depth, columns.stop - columns.start), padded.dtype)
+            im2col_columns(padded, kh, kw, *conv.stride, columns.start, block)
+            return dout_matrix[:, columns] @ block.T
+
+        partials = in_chunks(partial, dout_matrix.shape[1], chunk)
+        total = partials[0]
+        for piece in partials[1:]:
+            total += piece
+        return total.reshape(conv.weight.value.shape)

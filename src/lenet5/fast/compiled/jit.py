@@ -52,6 +52,12 @@ class Kernel:
         return build(*args)
 
 
+def serial_kernel(function):
+    """Decorator: compile `function` once, serial, for work that `products.in_chunks` already
+    spreads over threads (it releases the GIL, so those threads run it at once)."""
+    return njit(cache=True, fastmath=FASTMATH, nogil=True)(function)
+
+
 def _renamed(function, suffix: str):
     """A copy of `function` under another qualified name: Numba names its cache files by
     it and keys them by signature alone, so two builds of one function would overwrite

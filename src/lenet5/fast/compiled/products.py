@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import threading
 
 import numpy as np
 
@@ -28,14 +29,27 @@ def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lenet5-blas")
 
 
-def chunks(columns: int) -> list[slice]:
-    return [slice(start, min(columns, start + CHUNK_COLUMNS)) for start in range(0, columns, CHUNK_COLUMNS)]
+_local = threading.local()
 
 
-def in_chunks(work, columns: int) -> list:
-    """[work(chunk) for chunk in chunks(columns)], the chunks shared among the current
+def scratch(shape, dtype) -> np.ndarray:
+    """A buffer of this thread's, reused from call to call: a fresh chunk-sized array each
+    time would be a fresh mmap, and its pages faulted in again."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = getattr(_local, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = _local.buffer = np.empty(size, np.uint8)
+    return buffer[:size].view(dtype).reshape(shape)
+
+
+def chunks(columns: int, width: int = CHUNK_COLUMNS) -> list[slice]:
+    return [slice(start, min(columns, start + width)) for start in range(0, columns, width)]
+
+
+def in_chunks(work, columns: int, width: int = CHUNK_COLUMNS) -> list:
+    """[work(chunk) for chunk in chunks(columns, width)], the chunks shared among the current
     thread count (`jit.threads`); results in chunk order."""
-    pieces = chunks(columns)
+    pieces = chunks(columns, width)
     threads = min(current_threads(), len(pieces))
     if threads <= 1:
         return [work(piece) for piece in pieces]
@@ -50,22 +64,12 @@ def in_chunks(work, columns: int) -> list:
     return results
 
 
-def matmul_columns(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """left @ right, the columns of `right` in chunks over the threads."""
+def matmul_columns(left: np.ndarray, right: np.ndarray, width: int = CHUNK_COLUMNS) -> np.ndarray:
+    """left @ right, the columns of `right` in chunks of `width` over the threads."""
     out = np.empty((left.shape[0], right.shape[1]), dtype=np.result_type(left, right))
 
     def chunk(columns: slice) -> None:
         np.matmul(left, right[:, columns], out=out[:, columns])
 
-    in_chunks(chunk, right.shape[1])
+    in_chunks(chunk, right.shape[1], width)
     return out
-
-
-def matmul_transposed_summed(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """left @ rightᵀ, summed over column chunks in chunk order (each chunk's product on one
-    thread): Σ_k left[:, k] @ right[:, k]ᵀ."""
-    partials = in_chunks(lambda columns: left[:, columns] @ right[:, columns].T, left.shape[1])
-    total = partials[0].copy()
-    for partial in partials[1:]:
-        total += partial
-    return total
