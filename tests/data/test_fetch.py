@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import sys
 import tarfile
 import tempfile
@@ -16,7 +17,7 @@ import requests
 
 from lenet5.data import DATASETS, fetch, load_dataset, locate, sha256_file
 from lenet5.data.dataset import dataset_info
-from lenet5.errors import ChecksumError, DataError
+from lenet5.errors import ChecksumError, DataError, Lenet5Error
 
 from .conftest import FILES, cache_entries, serve_dataset, set_tiny
 
@@ -418,3 +419,28 @@ def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     pixels = dataset.train_images / 255.0
     assert pixels.mean() == pytest.approx(dataset.mean, abs=5e-5)
     assert pixels.std() == pytest.approx(dataset.std, abs=5e-5)
+
+
+def test_a_fifo_where_a_cached_file_goes_is_left_alone_and_named(tiny, isolated, monkeypatch):
+    set_tiny(monkeypatch, system_dirs=(str(tiny.raw),))
+    cache = isolated / "lenet5" / "tiny"
+    cache.mkdir(parents=True)
+    os.mkfifo(cache / FILES[0])
+    with pytest.raises(Lenet5Error, match=f"{cache / FILES[0]}: is a FIFO; lenet5 writes a dataset file only"):
+        locate("tiny")
+    assert stat.S_ISFIFO(os.lstat(cache / FILES[0]).st_mode)
+
+
+def test_data_fetch_with_a_data_dir_of_symlinks_only_reads(tiny, isolated, tmp_path, capsys):
+    """--data-dir is verified in place: links are read through, nothing is written there or
+    into the cache."""
+    from lenet5 import cli
+
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in FILES:
+        (links / name).symlink_to(tiny.raw / name)
+    before = {path: os.readlink(path) for path in links.iterdir()}
+    assert cli.main(["data", "fetch", "--dataset", "tiny", "--data-dir", str(links)]) == 0
+    assert "4 files verified" in capsys.readouterr().out
+    assert {path: os.readlink(path) for path in links.iterdir()} == before and not isolated.exists()

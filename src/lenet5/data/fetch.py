@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Sequence
 
 from ..errors import ChecksumError, DataError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_destination
 from .idx import GZIP_MAGIC
 from .registry import DatasetInfo, get_dataset
 
@@ -329,7 +329,7 @@ class _Bounds:
 def install(info: DatasetInfo, file_name: str, reader: IO[bytes], cache: Path, origin: str) -> Path:
     """Copy the uncompressed stream `reader` to `cache/file_name`, hashing it on the way; the
     file appears only if its SHA-256 is the pinned one (else ChecksumError naming `origin`)."""
-    target = cache / file_name
+    target = check_destination(cache / file_name, what="a dataset file", overwrite=True)
     with atomic_write(target, "wb") as out:
         digest, size = _copy_hashing(reader, info.file_size(file_name) + 1, out)
         _check(origin, info, file_name, digest, size)  # raising here removes the temporary file
