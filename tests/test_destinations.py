@@ -47,7 +47,6 @@ FILE_REFUSALS = {
     "dangling": "is a symbolic link",
     "folder": "is a directory, not a file",
     "file": "already exists; use --overwrite to replace it",
-    "file/under": "cannot write",
 }
 
 
@@ -56,6 +55,12 @@ def test_a_file_goes_only_to_a_new_path_or_a_regular_file(places, name):
     with pytest.raises(DestinationError, match=FILE_REFUSALS[name]):
         check_destination(places / name, what="a file")
     assert stat.S_ISFIFO(os.stat(places / "fifo").st_mode) and (places / "file").read_bytes() == b"the user's file"
+
+
+def test_a_path_under_a_file_is_left_to_the_write_which_says_why(run, places, capsys):
+    assert check_destination(places / "file" / "under", what="a file") == places / "file" / "under"
+    assert export(run, "-o", places / "file" / "under") == 1
+    assert f"{places / 'file'} is a file, not a folder" in one_line_error(capsys)
 
 
 def test_a_regular_file_with_overwrite_and_a_new_path_are_accepted(places):

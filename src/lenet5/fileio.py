@@ -49,12 +49,16 @@ def os_reason(error: OSError) -> str:
 
 
 def write_failure(path: str | os.PathLike, error: OSError) -> str:
-    """"cannot write PATH: why", saying so when it was the temporary file beside PATH that
-    could not be made (a directory that takes no new files, as /proc, says "no such file")."""
-    where = ""
-    if error.filename is not None and os.fspath(error.filename) != os.fspath(path):
-        where = f" (creating a file in {Path(path).parent})"
-    return f"cannot write {path}: {os_reason(error)}{where}"
+    """"cannot write PATH: why", for an OSError from `atomic_write(PATH)`, naming what failed
+    when it was not PATH itself: a parent folder that could not be made (a file is in the way),
+    or the temporary file beside PATH (a folder that takes no new files, as /proc, says "no
+    such file" there, which of PATH would be untrue)."""
+    failed = os.fspath(error.filename) if error.filename is not None else None
+    if failed is None or failed == os.fspath(path):
+        return f"cannot write {path}: {os_reason(error)}"
+    if isinstance(error, FileExistsError):  # from making the parent folders
+        return f"cannot write {path}: {failed} is a file, not a folder"
+    return f"cannot write {path}: {os_reason(error)} (creating a file in {Path(path).parent})"
 
 
 def check_destination(path: str | os.PathLike, *, what: str, folder: bool = False, overwrite: bool = False,
@@ -78,10 +82,10 @@ def check_destination(path: str | os.PathLike, *, what: str, folder: bool = Fals
         raise DestinationError(f"{text}: ends with a slash, which names a directory, not {what}")
     try:
         status = os.lstat(path)
-    except FileNotFoundError:
+    except OSError:
+        # Nothing there, or no way to look (a file where a parent folder should be, a folder
+        # that may not be searched): the write itself then fails, and its caller says why.
         return path
-    except OSError as error:
-        raise DestinationError(f"cannot write {path}: {os_reason(error)}") from None
     link = stat.S_ISLNK(status.st_mode)
     if link:
         if not (folder and into):
