@@ -197,7 +197,7 @@ def evaluate_command(args) -> int:
     engine = make_engine(model)
     try:
         metrics = evaluate(engine, preprocess_like(dataset.test_images, metadata), dataset.test_labels,
-                           loss_fn=get_spec(metadata["architecture"]).make_loss())
+                           loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(args.run_dir))
     finally:
         engine.close()
     if args.json:

@@ -287,7 +287,7 @@ def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out
     engine = make_engine(model)
     try:
         metrics = evaluate(engine, x_test, dataset.test_labels,
-                           loss_fn=get_spec(metadata["architecture"]).make_loss())
+                           loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(run_dir))
         probabilities = engine.predict_proba(x_test)
     finally:
         engine.close()

@@ -317,7 +317,21 @@ def load_run(run_dir: Path):
         if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
             raise RunDirError(f"{where}: metadata field 'class_names' must be a list of {classes} strings "
                               f"(one per output), found {_shown(names)}")
+    _probe(model, metadata, where)
     return model, metadata
+
+
+def _probe(model, metadata: dict, where: str) -> None:
+    """Refuse a model whose outputs are not finite, before any command uses it: a blank and an
+    all-ink digit, the extremes of what it reads, through its preprocessing and the model.
+    A model can still overflow on other inputs only; whatever runs it checks those too."""
+    from .outputs import check_outputs
+
+    extremes = np.zeros((2, DIGIT_SIDE, DIGIT_SIDE), np.uint8)
+    extremes[1] = 255
+    with np.errstate(all="ignore"):  # overflow is reported by check_outputs, in one line
+        logits = model.predict_logits(preprocess_like(extremes, metadata))
+    check_outputs(logits, "a blank and an all-ink image", where)
 
 
 DIGIT_SIDE = 28  # the images a run's model reads: a dataset's, or predict's, 28×28
