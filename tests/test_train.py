@@ -14,7 +14,7 @@ from lenet5.checkpoint import Checkpoint
 from lenet5.engine import make_engine
 from lenet5.errors import CheckpointError, Lenet5Error
 from lenet5.fast import DataParallel, FastModel
-from lenet5.models import build_model
+from lenet5.models import MODELS, build_model
 from lenet5.nn import Dropout, SoftmaxCrossEntropy
 from lenet5.recipe import TrainConfig, make_optimizer, make_schedule, seeds
 from lenet5.rundir import RunDirError, prepare_run_dir
@@ -241,6 +241,21 @@ def test_run_directory_is_never_mixed_up(tmp_path, closing):
 def test_bad_settings_are_one_line_errors(field, value, expected):
     with pytest.raises(Lenet5Error, match=expected):
         small_config(**{field: value}).resolved()
+
+
+@pytest.mark.parametrize("model", [name for name in MODELS if name != "lenet5-1998"])
+def test_sdlm_on_a_model_without_a_second_order_pass_is_refused_before_anything_runs(model, tmp_path, capsys):
+    from lenet5 import cli
+
+    assert cli.main(["train", "--model", model, "--optimizer", "sdlm", "--out", str(tmp_path / "run"),
+                     "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"optimizer 'sdlm' cannot train model '{model}': its " in err, err
+    assert "only lenet5-1998 can use it; choose another optimizer" in err and not (tmp_path / "run").exists()
+
+
+def test_sdlm_trains_lenet5_1998():
+    assert small_config(model="lenet5-1998", optimizer="sdlm").resolved().optimizer == "sdlm"
 
 
 def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp_path, closing):
