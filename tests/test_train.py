@@ -18,7 +18,7 @@ from lenet5.models import MODELS, build_model
 from lenet5.nn import Dropout, SoftmaxCrossEntropy
 from lenet5.recipe import TrainConfig, make_optimizer, make_schedule, seeds
 from lenet5.rundir import RunDirError, prepare_run_dir
-from lenet5.serialization import load_arrays, load_model
+from lenet5.serialization import load_arrays, load_model, save_arrays
 from lenet5.splits import DataSplits
 from lenet5.trainer import Trainer, TrainingError
 
@@ -178,6 +178,24 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, closing, interrupt_at
         assert np.array_equal(resumed.model.state_dict()[name], value), name
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in reference.history]
     assert resumed.optimizer.steps == reference.optimizer.steps
+
+
+def test_a_checkpoint_whose_step_is_past_its_epoch_s_end_is_refused(tmp_path, closing):
+    run_dir = tmp_path / "run"
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = make_trainer(run_dir, small_config(), synthetic_splits())
+    closing(trainer)
+    fit_until_interrupted(trainer, 3)
+    arrays, metadata = load_arrays(run_dir / "checkpoint.npz")
+    metadata["training"]["step"] = 10**9
+    save_arrays(run_dir / "checkpoint.npz", arrays, metadata)
+    resumed = make_trainer(run_dir, small_config(), synthetic_splits(), log_name="log2")
+    closing(resumed)
+    before = {name: value.copy() for name, value in resumed.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="checkpoint.npz: training step 1,000,000,000 is past the end of "
+                                              "epoch 1, which has 6 batches \\(192 training images in batches of 32\\)"):
+        resumed.restore()
+    assert all(np.array_equal(resumed.model.state_dict()[name], value) for name, value in before.items())
 
 
 def test_a_checkpoint_restores_only_into_the_model_it_was_saved_from(tmp_path, closing):
