@@ -1,4 +1,4 @@
-"""`lenet5 export RUN_DIR [--int8] [-o FILE]`: a run's model as an ONNX file.
+"""`lenet5 export RUN_DIR [--int8] [-o FILE] [--overwrite]`: a run's model as an ONNX file.
 
 onnx and onnxruntime (the `export` extra) are imported inside the functions, so the rest of
 the command line works without them.
