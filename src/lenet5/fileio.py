@@ -62,7 +62,7 @@ def write_failure(path: str | os.PathLike, error: OSError) -> str:
 
 
 def check_destination(path: str | os.PathLike, *, what: str, folder: bool = False, overwrite: bool = False,
-                      into: bool = False, option: str = "--overwrite") -> Path:
+                      into: bool = False) -> Path:
     """`path` as a Path if `what` may be written there, else a one-line DestinationError.
 
     A file goes only to a new path or over a regular file, a folder only to a new path or a
@@ -72,8 +72,8 @@ def check_destination(path: str | os.PathLike, *, what: str, folder: bool = Fals
       link to a directory): a rename replaces the link itself, not what it points to;
     - a device node, FIFO or socket: a rename would replace it (run as root, even /dev/null);
     - a directory where a file goes, anything but a directory where a folder goes;
-    - an existing file, unless `overwrite` (`option` is named as the way to allow it). Whether
-      an existing folder may be replaced is its caller's rule.
+    - an existing file, unless `overwrite` (the message names --overwrite). Whether an
+      existing folder may be replaced is its caller's rule.
     """
     text = os.fspath(path)
     path = Path(text)
@@ -106,7 +106,7 @@ def check_destination(path: str | os.PathLike, *, what: str, folder: bool = Fals
     if found != "a regular file":
         raise DestinationError(f"{path}: is {found}; {allowed}")
     if not overwrite:
-        raise DestinationError(f"{path}: already exists; use {option} to replace it")
+        raise DestinationError(f"{path}: already exists; use --overwrite to replace it")
     return path
 
 

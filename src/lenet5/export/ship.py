@@ -59,7 +59,7 @@ def check_output(run_dir: Path, output: str | os.PathLike, *, int8: bool, overwr
 
     own, path = default_output(run_dir, int8), Path(output)
     folder = Path(os.path.realpath(path.parent))
-    # First: --overwrite is no answer to this refusal.
+    # Checked before check_destination, whose "use --overwrite" would not help here.
     if holds_a_run(folder) and (folder != Path(os.path.realpath(own.parent)) or path.name != own.name):
         raise ExportError(f"{path}: is inside the run directory {path.parent}, where an export may only be "
                           f"its own run's {own.name} (the default); choose a path outside run directories")
