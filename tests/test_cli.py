@@ -205,7 +205,7 @@ def test_predict_refuses_a_model_whose_outputs_are_not_finite(small_run, tmp_pat
 
 
 def test_an_error_quoting_a_huge_or_multi_line_text_stays_one_readable_line():
-    from lenet5.cli import MAX_ERROR_CHARACTERS, one_line
+    from lenet5.text import MAX_ERROR_CHARACTERS, one_line
 
     assert one_line("bad\nvalue\n  here") == "bad value here"
     long = one_line("x" * 900_000)

@@ -96,6 +96,17 @@ def test_a_crafted_model_file_is_refused_in_one_line(tmp_path, model_file, case)
     assert "pickled" not in message or case == "object array"
 
 
+@pytest.mark.parametrize("version, length", [((1, 0), 60_000), ((2, 0), 3 * 2**30)])
+def test_an_oversized_npy_header_is_refused_in_our_words(tmp_path, model_file, version, length):
+    """NumPy's refusal advises allow_pickle=True; ours names the size, read before the header is."""
+    members = crafted.members_of(model_file)
+    field = length.to_bytes(2 if version == (1, 0) else 4, "little")
+    members["fc2.bias"] = b"\x93NUMPY" + bytes(version) + field + b"{" + b" " * 59_999
+    path = crafted.write_members(tmp_path / "model.npz", members)
+    message = refused(load_model, path, f"member 'fc2.bias' declares a .npy header of {length:,} bytes")
+    assert "pickle" not in message
+
+
 def test_random_bytes_are_not_called_pickled_objects(tmp_path):
     path = crafted.write_random_bytes(tmp_path / "model.npz")
     message = refused(load_model, path, "corrupt or truncated")

@@ -480,7 +480,49 @@ def test_bad_sources_are_one_line_errors(source, fragment):
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
-def test_an_oversized_array_is_refused_before_it_is_converted():
+def peak_bytes(function, *args):
+    """What `function(*args)` allocates at its peak, NumPy's buffers included (NumPy reports
+    them to tracemalloc); its arguments, made before, are not counted."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_large_integer_array_is_classified_within_the_budget(tmp_path):
+    """lenet5.load(run).predict(array) budgets what it works with, not its input: a 61 MiB
+    uint8 array (8 bytes a pixel as one float copy) is converted a tile at a time."""
+    from lenet5 import load
+    from lenet5.image import DECODE_BUDGET
+
+    from .test_classifier import untrained_run
+
+    classifier = load(untrained_run(tmp_path / "run"))
+    array = np.zeros((8000, 8000), np.uint8)
+    array[2000:6000, 3800:4200] = 255  # a one
+    assert peak_bytes(classifier.predict, array) < DECODE_BUDGET / 2
+    assert classifier.predict(array).digit.verdict == "one digit"
+
+
+def test_a_large_float_array_beyond_the_old_input_limit_is_reduced_within_the_budget():
+    from lenet5.image import DECODE_BUDGET
+
     huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.float64), shape=(5000, 5000), strides=(0, 0))
-    with pytest.raises(ImageError, match="array of 191 MiB is larger than the 128 MiB allowed"):
-        prepare_digit(huge)
+    assert peak_bytes(prepare_digit, huge) < DECODE_BUDGET / 2  # 191 MiB of pixels
+    assert prepare_digit(huge).verdict == "empty"
+
+
+def test_an_array_whose_working_set_exceeds_the_budget_is_refused_before_it_is_converted():
+    """3,000 rows of 3 million pixels: reduced 2,930 times, each block alone is 66 MiB of floats."""
+    huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(3000, 3_000_000), strides=(0, 0))
+
+    def refused():
+        with pytest.raises(ImageError, match="array of shape \\(3000, 3000000\\): reducing it to 1024 pixels a "
+                                             "side needs 197 MiB, more than the 128 MiB allowed; scale it down"):
+            prepare_digit(huge)
+
+    assert peak_bytes(refused) < 2**20

@@ -68,3 +68,23 @@ def test_an_unreadable_image_is_an_entry_with_its_error_and_the_others_are_still
 def test_a_directory_without_images_is_a_one_line_error(run_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     assert_one_line_error(lenet5("predict", run_dir, tmp_path / "empty"), "empty: no image files in this directory")
+
+
+def test_a_line_break_in_a_file_s_name_is_quoted_so_each_image_stays_one_line(run_dir, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    Image.fromarray(draw_seven()).save(folder / "a\nseven.png")
+    Image.fromarray(draw_seven()).save(folder / "plain seven.png")
+    (folder / "b\nbroken.png").write_bytes(b"\x89PNG broken")
+    (folder / "c\tnotes.txt").write_text("not a picture")
+    result = lenet5("predict", run_dir, folder)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1 and len(lines) == 2, result.stdout
+    assert lines[0].startswith(repr(str(folder / "a\nseven.png")) + ": ")
+    assert lines[1].startswith(f"{folder / 'plain seven.png'}: ")  # quoted only when needed
+    errors = result.stderr.splitlines()
+    assert len(errors) == 2, result.stderr
+    broken, notes = str(folder / "b\nbroken.png"), str(folder / "c\tnotes.txt")
+    assert errors[1] == f"lenet5: error: {broken!r}: cannot read image (not a format Pillow knows; expected PNG, " \
+                        "JPEG, GIF, BMP, TIFF, WebP...)"
+    assert errors[0] == f"lenet5: note: skipped {notes!r} (not an image file)"

@@ -101,5 +101,5 @@ def test_the_leftovers_of_a_killed_report_are_removed_by_the_next_one(run_dir, m
 
 def test_a_file_where_the_report_folder_goes_is_left_alone(run_dir, mnist_dir):
     (run_dir / "report").write_bytes(b"the user's own notes")
-    assert_one_line_error(lenet5("report", run_dir, "--data-dir", mnist_dir), "is not a report folder")
+    assert_one_line_error(lenet5("report", run_dir, "--data-dir", mnist_dir), "is a regular file, not a report folder")
     assert (run_dir / "report").read_bytes() == b"the user's own notes"

@@ -14,11 +14,11 @@ from lenet5.checkpoint import Checkpoint
 from lenet5.engine import make_engine
 from lenet5.errors import CheckpointError, Lenet5Error
 from lenet5.fast import DataParallel, FastModel
-from lenet5.models import build_model
+from lenet5.models import MODELS, build_model
 from lenet5.nn import Dropout, SoftmaxCrossEntropy
 from lenet5.recipe import TrainConfig, make_optimizer, make_schedule, seeds
 from lenet5.rundir import RunDirError, prepare_run_dir
-from lenet5.serialization import load_arrays, load_model
+from lenet5.serialization import load_arrays, load_model, save_arrays
 from lenet5.splits import DataSplits
 from lenet5.trainer import Trainer, TrainingError
 
@@ -180,6 +180,24 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, closing, interrupt_at
     assert resumed.optimizer.steps == reference.optimizer.steps
 
 
+def test_a_checkpoint_whose_step_is_past_its_epoch_s_end_is_refused(tmp_path, closing):
+    run_dir = tmp_path / "run"
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = make_trainer(run_dir, small_config(), synthetic_splits())
+    closing(trainer)
+    fit_until_interrupted(trainer, 3)
+    arrays, metadata = load_arrays(run_dir / "checkpoint.npz")
+    metadata["training"]["step"] = 10**9
+    save_arrays(run_dir / "checkpoint.npz", arrays, metadata)
+    resumed = make_trainer(run_dir, small_config(), synthetic_splits(), log_name="log2")
+    closing(resumed)
+    before = {name: value.copy() for name, value in resumed.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="checkpoint.npz: training step 1,000,000,000 is past the end of "
+                                              "epoch 1, which has 6 batches \\(192 training images in batches of 32\\)"):
+        resumed.restore()
+    assert all(np.array_equal(resumed.model.state_dict()[name], value) for name, value in before.items())
+
+
 def test_a_checkpoint_restores_only_into_the_model_it_was_saved_from(tmp_path, closing):
     _, _, run_dir = run(tmp_path, closing, epochs=1)
     other = make_trainer(run_dir, small_config(model="classic"), synthetic_splits(), log_name="log2")
@@ -241,6 +259,21 @@ def test_run_directory_is_never_mixed_up(tmp_path, closing):
 def test_bad_settings_are_one_line_errors(field, value, expected):
     with pytest.raises(Lenet5Error, match=expected):
         small_config(**{field: value}).resolved()
+
+
+@pytest.mark.parametrize("model", [name for name in MODELS if name != "lenet5-1998"])
+def test_sdlm_on_a_model_without_a_second_order_pass_is_refused_before_anything_runs(model, tmp_path, capsys):
+    from lenet5 import cli
+
+    assert cli.main(["train", "--model", model, "--optimizer", "sdlm", "--out", str(tmp_path / "run"),
+                     "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"optimizer 'sdlm' cannot train model '{model}': its " in err, err
+    assert "only lenet5-1998 can use it; choose another optimizer" in err and not (tmp_path / "run").exists()
+
+
+def test_sdlm_trains_lenet5_1998():
+    assert small_config(model="lenet5-1998", optimizer="sdlm").resolved().optimizer == "sdlm"
 
 
 def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp_path, closing):

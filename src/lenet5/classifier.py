@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import Lenet5Error
 from .image import DIGIT_SIDE, Digit, prepare_digit
+from .outputs import check_outputs, images
 
 TOP = 3  # classes a Prediction ranks
 
@@ -74,9 +75,7 @@ class Classifier:
             return np.zeros((0, len(self.class_names)))
         with np.errstate(all="ignore"):  # overflow is reported below, in one line
             probabilities = self.engine.predict_proba(preprocess_like(pixels, self.metadata))
-        if not np.isfinite(probabilities).all():
-            raise Lenet5Error(f"{self.run_dir}: the model's outputs for {len(pixels)} image"
-                              f"{'s' if len(pixels) > 1 else ''} are not finite numbers")
+        check_outputs(probabilities, images(len(pixels)), str(self.run_dir))
         return probabilities.astype(np.float64)
 
     @functools.cached_property

@@ -11,6 +11,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import Lenet5Error
+from .text import one_line
 
 Registrar = Callable[[argparse._SubParsersAction], None]
 
@@ -53,18 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     for register in _registrars():
         register(subparsers)
     return parser
-
-
-MAX_ERROR_CHARACTERS = 1000
-
-
-def one_line(message: str) -> str:
-    """`message` on one line of readable length: an error may quote what a file holds, and a
-    crafted file can hold megabytes or line breaks."""
-    message = " ".join(message.split())
-    if len(message) <= MAX_ERROR_CHARACTERS:
-        return message
-    return f"{message[:MAX_ERROR_CHARACTERS]}... ({len(message) - MAX_ERROR_CHARACTERS:,} more characters)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from .arguments import (
 )
 from .errors import Lenet5Error
 from .models import MODELS, get_spec
+from .text import one_line, shown_name
 
 
 def register(subparsers) -> None:
@@ -221,7 +222,7 @@ def evaluate_command(args) -> int:
     engine = make_engine(model)
     try:
         metrics = evaluate(engine, preprocess_like(dataset.test_images, metadata), dataset.test_labels,
-                           loss_fn=get_spec(metadata["architecture"]).make_loss())
+                           loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(args.run_dir))
     finally:
         engine.close()
     if args.json:
@@ -250,7 +251,7 @@ def predict_command(args) -> int:
             digits[path] = prepare_digit(path)
         except Lenet5Error as error:
             errors[path] = str(error)
-            print(f"lenet5: error: {error}", file=sys.stderr)
+            print(f"lenet5: error: {_naming(path, str(error))}", file=sys.stderr)
     read = list(digits)
     rows = classifier.probabilities(np.stack([digits[path].pixels for path in read])) if read else []
     probabilities = dict(zip(read, rows))
@@ -277,8 +278,15 @@ def predict_command(args) -> int:
             verdict = entry["preprocessing"]
             doubt = "" if verdict["verdict"] == "one digit" else \
                 f"   [preprocessing: {verdict['verdict']}, confidence {verdict['confidence']:.2f}]"
-            print(f"{entry['file']}: {entry['name']}   ({ranked}){doubt}")
+            print(f"{shown_name(entry['file'])}: {entry['name']}   ({ranked}){doubt}")
     return 1 if errors or failures else 0
+
+
+def _naming(path: Path, message: str) -> str:
+    """An image's error on one line, its file named as the result lines name it."""
+    if message.startswith(str(path)):
+        message = shown_name(path) + message[len(str(path)):]
+    return one_line(message)
 
 
 def _image_paths(arguments: list[Path]) -> tuple[list[Path], list[Path], int]:
@@ -301,9 +309,9 @@ def _image_paths(arguments: list[Path]) -> tuple[list[Path], list[Path], int]:
             else:
                 skipped.append(entry)
                 kind = "a directory" if entry.is_dir() else "not an image file"
-                print(f"lenet5: note: skipped {entry} ({kind})", file=sys.stderr)
+                print(f"lenet5: note: skipped {shown_name(entry)} ({kind})", file=sys.stderr)
         if not found:
-            print(f"lenet5: error: {argument}: no image files in this directory", file=sys.stderr)
+            print(f"lenet5: error: {shown_name(argument)}: no image files in this directory", file=sys.stderr)
             failures += 1
     return paths, skipped, failures
 

@@ -9,20 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 from .nn import SoftmaxCrossEntropy
+from .outputs import check_outputs, images as count_images
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64,
-             num_classes: int | None = None, loss_fn=None) -> dict:
+             num_classes: int | None = None, loss_fn=None, where: str | None = None) -> dict:
     """Metrics of `model` (run in eval mode) on all of `images`, the last partial batch too.
 
     `loss_fn` is the loss the model trains with (`ModelSpec.make_loss()`; softmax
-    cross-entropy when None), anything with `value_and_grad(logits, labels)`.
+    cross-entropy when None), anything with `value_and_grad(logits, labels)`. Logits that are
+    not finite are an `OutputsError` naming `where` (the run), never metrics of NaN.
 
     Returns accuracy, error_rate, loss, per_class_accuracy (list), confusion_matrix (list of
     rows: true class, columns: predicted class) and count.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    logits = model.predict_logits(images, batch_size)
+    with np.errstate(all="ignore"):  # overflow is reported below, in one line
+        logits = model.predict_logits(images, batch_size)
+    check_outputs(logits, count_images(len(images)), where)
     classes = num_classes or logits.shape[1]
     loss, _ = (loss_fn or SoftmaxCrossEntropy()).value_and_grad(logits, labels)
     predictions = logits.argmax(axis=1)

@@ -5,17 +5,118 @@ the target when complete. A process killed mid-write (SIGKILL, power loss) leave
 behind; `remove_stale_temporaries` clears such leftovers once nothing can be writing them.
 A whole directory (a report) is built the same way, by `atomic_directory`, which also clears
 the hidden directories of builders that were killed.
+
+Where a user names the destination (`export -o`, `train --out`), `check_destination` decides
+first whether it may be written at all: a rename puts a regular file in place of whatever held
+the name, a device node or a FIFO included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+from .errors import Lenet5Error
+
+
+class DestinationError(Lenet5Error):
+    """A path named to be written that lenet5 will not write: what is there, in one line."""
+
+
+# What a failed write means to a user, by errno; anything else keeps the system's own words.
+_WRITE_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EFBIG: "file too large (over the file-size limit)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a part of the path is not a directory",
+    errno.EISDIR: "a directory is in the way",
+}
+
+
+def os_reason(error: OSError) -> str:
+    """Why a file operation failed, in words ("no space left on the device"), never a traceback."""
+    return _WRITE_REASONS.get(error.errno) or error.strerror or str(error)
+
+
+def write_failure(path: str | os.PathLike, error: OSError) -> str:
+    """"cannot write PATH: why", for an OSError from `atomic_write(PATH)`, naming what failed
+    when it was not PATH itself: a parent folder that could not be made (a file is in the way),
+    or the temporary file beside PATH (a folder that takes no new files, as /proc, says "no
+    such file" there, which of PATH would be untrue)."""
+    failed = os.fspath(error.filename) if error.filename is not None else None
+    if failed is None or failed == os.fspath(path):
+        return f"cannot write {path}: {os_reason(error)}"
+    if isinstance(error, FileExistsError):  # from making the parent folders
+        return f"cannot write {path}: {failed} is a file, not a folder"
+    return f"cannot write {path}: {os_reason(error)} (creating a file in {Path(path).parent})"
+
+
+def check_destination(path: str | os.PathLike, *, what: str, folder: bool = False, overwrite: bool = False,
+                      into: bool = False) -> Path:
+    """`path` as a Path if `what` may be written there, else a one-line DestinationError.
+
+    A file goes only to a new path or over a regular file, a folder only to a new path or a
+    directory; anything else is refused before anything is written:
+    - for a file, a name ending in "/": it names a directory;
+    - a symbolic link, unless `into` (a folder that is written into, not replaced, may be a
+      link to a directory): a rename replaces the link itself, not what it points to;
+    - a device node, FIFO or socket: a rename would replace it (run as root, even /dev/null);
+    - a directory where a file goes, anything but a directory where a folder goes;
+    - an existing file, unless `overwrite` (the message names --overwrite). Whether an
+      existing folder may be replaced is its caller's rule.
+    """
+    text = os.fspath(path)
+    path = Path(text)
+    allowed = f"lenet5 writes {what} only to a new path or {'a directory' if folder else 'a regular file'}"
+    if not folder and text.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        raise DestinationError(f"{text}: ends with a slash, which names a directory, not {what}")
+    try:
+        status = os.lstat(path)
+    except OSError:
+        # Nothing there, or no way to look (a file where a parent folder should be, a folder
+        # that may not be searched): the write itself then fails, and its caller says why.
+        return path
+    link = stat.S_ISLNK(status.st_mode)
+    if link:
+        if not (folder and into):
+            raise DestinationError(f"{path}: is a symbolic link; {allowed} (a rename would replace the link, "
+                                   "not what it points to)")
+        try:
+            status = os.stat(path)
+        except OSError:
+            raise DestinationError(f"{path}: is a symbolic link to nothing, not {what}; move it away or "
+                                   "choose another path") from None
+    found = ("a symbolic link to " if link else "") + _file_kind(status.st_mode)
+    if folder:
+        if not stat.S_ISDIR(status.st_mode):
+            raise DestinationError(f"{path}: is {found}, not {what}; move it away or choose another path")
+        return path
+    if found == "a directory":
+        raise DestinationError(f"{path}: is a directory, not {what}")
+    if found != "a regular file":
+        raise DestinationError(f"{path}: is {found}; {allowed}")
+    if not overwrite:
+        raise DestinationError(f"{path}: already exists; use --overwrite to replace it")
+    return path
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ import numpy as np
 from .errors import Lenet5Error
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-DECODE_BUDGET = 128 * 1024 * 1024  # bytes the decoded raster (and its conversion) may take
+DECODE_BUDGET = 128 * 1024 * 1024  # bytes a decoded raster and its conversion, or an array's conversion, may take
 WORK_SIDE = 1024  # longest side kept after decoding: ample for a digit that becomes 20×20
 ANALYSIS_SIDE = 128  # longest side the background and the blobs are worked out at
 MAX_MESSAGE = 300  # characters of a decoder's own message quoted in an error
@@ -302,27 +302,7 @@ def _array_channels(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if array.ndim not in (2, 3) or (array.ndim == 3 and shape[2] not in (1, 2, 3, 4)) or 0 in shape:
         raise ImageError(f"array of shape {shape}: expected (H, W) grey or (H, W, C) with C of 1 to 4 "
                          "(grey, grey and alpha, RGB, RGBA)")
-    if array.nbytes > DECODE_BUDGET:
-        raise ImageError(f"array of {array.nbytes / 2**20:,.0f} MiB is larger than the "
-                         f"{DECODE_BUDGET / 2**20:,.0f} MiB allowed; scale it down")
-    kind = array.dtype.kind
-    if kind == "b":
-        values = array.astype(np.float64)
-    elif kind in "ui":
-        info = np.iinfo(array.dtype)
-        values = (array.astype(np.float64) - max(info.min, 0)) / (info.max - max(info.min, 0))
-    elif kind == "f":
-        values = array.astype(np.float64)
-        if not np.isfinite(values).all():
-            raise ImageError(f"array of shape {shape}: pixel values must be finite, found inf or NaN")
-        if values.min() < 0 or values.max() > 1:  # not grey levels of a known scale
-            values = _stretched(values)
-    else:
-        raise ImageError(f"array of dtype {array.dtype}: expected integer, boolean or float pixels")
-    values = np.clip(values, 0.0, 1.0)
-    factor = math.ceil(max(shape[:2]) / WORK_SIDE)
-    if factor > 1:
-        values = _block_mean(values, factor)
+    values = _reduced(array, math.ceil(max(shape[:2]) / WORK_SIDE))
     if values.ndim == 2:
         return values, None
     channels = values.shape[2]
@@ -330,6 +310,66 @@ def _array_channels(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     grey = colour @ np.array([0.299, 0.587, 0.114]) if colour.shape[2] == 3 else colour[..., 0]
     alpha = values[..., -1] if channels in (2, 4) else None
     return grey, alpha
+
+
+def _unit_scale(array: np.ndarray):
+    """The function that turns a part of `array` into float64 grey levels in [0, 1]: integers
+    by their type's range; floats as they are within [0, 1], else stretched from the whole
+    array's range (not grey levels of a known scale), which is read without a copy."""
+    kind = array.dtype.kind
+    if kind == "b":
+        return lambda part: part.astype(np.float64)
+    if kind in "ui":
+        info = np.iinfo(array.dtype)
+        low = max(info.min, 0)
+        return lambda part: np.clip((part.astype(np.float64) - low) / (info.max - low), 0.0, 1.0)
+    if kind != "f":
+        raise ImageError(f"array of dtype {array.dtype}: expected integer, boolean or float pixels")
+    low, high = float(array.min()), float(array.max())  # NaN anywhere makes both NaN
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ImageError(f"array of shape {array.shape}: pixel values must be finite, found inf or NaN")
+    if 0 <= low and high <= 1:
+        return lambda part: part.astype(np.float64)
+    if high == low:
+        return lambda part: np.zeros(part.shape, np.float64)
+    return lambda part: (part.astype(np.float64) - low) / (high - low)
+
+
+# Elements of an array converted to floats at a time while it is reduced (8 MiB of float64).
+TILE_ELEMENTS = 1 << 20
+
+
+def _reduced(array: np.ndarray, factor: int) -> np.ndarray:
+    """`array` as grey levels (`_unit_scale`) box-reduced by `factor` (`_block_mean`), converted
+    one tile of whole blocks at a time: a float copy of a large array is eight times its size,
+    and its arithmetic doubles that again (a 115 MiB uint8 array once peaked at 2.9 GB).
+
+    The budget is on this working set, not on the array, which its caller already holds: an
+    array is refused, before any of it is converted, only when a tile and the result would
+    exceed `DECODE_BUDGET` (a tile is at least one block, large for an array both very long
+    and wide)."""
+    height, width = array.shape[:2]
+    depth = array.size // (height * width)
+    rows, columns = height, width
+    if factor > 1:
+        rows = min(height, factor * max(1, TILE_ELEMENTS // (factor * width * depth)))
+        if rows * width * depth > TILE_ELEMENTS:
+            columns = min(width, factor * max(1, TILE_ELEMENTS // (rows * factor * depth)))
+    reduced = math.ceil(height / factor) * math.ceil(width / factor) * depth
+    needed = 8 * (3 * rows * columns * depth + reduced)  # a tile and two temporaries, and the result
+    if needed > DECODE_BUDGET:
+        raise ImageError(f"array of shape {array.shape}: reducing it to {WORK_SIDE} pixels a side needs "
+                         f"{needed / 2**20:,.0f} MiB, more than the {DECODE_BUDGET / 2**20:,.0f} MiB allowed; "
+                         "scale it down")
+    unit = _unit_scale(array)
+    if factor == 1:
+        return unit(array)
+    out = np.empty((math.ceil(height / factor), math.ceil(width / factor)) + array.shape[2:])
+    for top in range(0, height, rows):
+        for left in range(0, width, columns):
+            block = _block_mean(unit(array[top: top + rows, left: left + columns]), factor)
+            out[top // factor: top // factor + block.shape[0], left // factor: left // factor + block.shape[1]] = block
+    return out
 
 
 def _block_max(values: np.ndarray, factor: int) -> np.ndarray:
@@ -342,17 +382,13 @@ def _block_max(values: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _block_mean(values: np.ndarray, factor: int) -> np.ndarray:
-    """Means of factor×factor blocks (partial blocks at the edges averaged over what they hold)."""
+    """Means of factor×factor blocks (partial blocks at the edges averaged over what they hold),
+    summed in place of a padded copy: a few rows of a wide image would be padded to `factor`."""
     height, width = values.shape[:2]
-    rows, cols = math.ceil(height / factor), math.ceil(width / factor)
-    padded = np.zeros((rows * factor, cols * factor) + values.shape[2:])
-    counts = np.zeros((rows * factor, cols * factor))
-    padded[:height, :width] = values
-    counts[:height, :width] = 1
-    shape = (rows, factor, cols, factor)
-    sums = padded.reshape(shape + values.shape[2:]).sum(axis=(1, 3))
-    weights = counts.reshape(shape).sum(axis=(1, 3))
-    return sums / (weights[..., None] if values.ndim == 3 else weights)
+    tops, lefts = np.arange(0, height, factor), np.arange(0, width, factor)
+    sums = np.add.reduceat(np.add.reduceat(values, tops, axis=0), lefts, axis=1)
+    counts = np.outer(np.minimum(factor, height - tops), np.minimum(factor, width - lefts))
+    return sums / (counts[..., None] if values.ndim == 3 else counts)
 
 
 # -- from grey (and alpha) to a digit --------------------------------------------------------

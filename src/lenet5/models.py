@@ -259,3 +259,19 @@ def build_model(name: str = "lenet5", seed: int | None = 0) -> Sequential:
     spec = get_spec(name)
     rng = np.random.default_rng(seed)
     return Sequential(*spec.build(rng), name=name, input_shape=spec.input_shape)
+
+
+def second_order_gap(name: str) -> str | None:
+    """Why SDLM cannot train model `name` (None when it can), from the model itself: the
+    curvature pass before each epoch (`lenet5.nn.estimate_curvature`) needs `backward_curvature`
+    from every layer and `curvature` from the loss, which only LeNet-5 (1998)'s have."""
+    from .nn import Module
+
+    missing = sorted({type(module).__name__ for module in build_model(name).modules()
+                      if type(module).backward_curvature is Module.backward_curvature})
+    if missing:
+        return f"its {', '.join(missing)} layers have no second-order pass"
+    loss = get_spec(name).make_loss()
+    if not hasattr(loss, "curvature"):
+        return f"its loss, {type(loss).__name__}, has no curvature"
+    return None

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import Lenet5Error
-from .models import get_spec
+from .models import MODELS, get_spec, second_order_gap
 from .nn import SDLM, SGD, Adam, AdamW, Optimizer
 from .nn.schedules import ConstantLR, CosineLR, EpochListLR, ExponentialLR, StepLR
 
@@ -85,6 +85,12 @@ class TrainConfig:
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise Lenet5Error(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.optimizer == "sdlm":
+            gap = second_order_gap(self.model)
+            if gap is not None:
+                able = [name for name in MODELS if second_order_gap(name) is None]
+                raise Lenet5Error(f"optimizer 'sdlm' cannot train model {self.model!r}: {gap}, which SDLM's "
+                                  f"steps need; only {', '.join(able)} can use it; choose another optimizer")
         if self.schedule not in SCHEDULES:
             raise Lenet5Error(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
         if self.order not in ORDERS:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Lenet5Error
-from .fileio import atomic_directory, atomic_write, atomic_write_text
+from .fileio import atomic_directory, atomic_write, atomic_write_text, check_destination
 
 
 def _pyplot():
@@ -169,10 +169,8 @@ def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
     run_dir = Path(run_dir)
     model, metadata = load_run(run_dir)
     history = read_history(run_dir)
-    target = run_dir / REPORT
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        # Not a report lenet5 made: replacing it could destroy something of the user's.
-        raise Lenet5Error(f"{target} exists and is not a report folder; move it away or remove it")
+    # Anything but a folder there is not a report lenet5 made: replacing it could destroy the user's.
+    target = check_destination(run_dir / REPORT, what="a report folder", folder=True)
     try:
         with atomic_directory(target) as building:
             _write_report(run_dir, model, metadata, history, building, index, data_dir)
@@ -289,7 +287,7 @@ def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out
     engine = make_engine(model)
     try:
         metrics = evaluate(engine, x_test, dataset.test_labels,
-                           loss_fn=get_spec(metadata["architecture"]).make_loss())
+                           loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(run_dir))
         probabilities = engine.predict_proba(x_test)
     finally:
         engine.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import io
 import json
 import math
@@ -28,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import Lenet5Error
-from .fileio import atomic_write_text, remove_stale_temporaries
+from .fileio import atomic_write_text, check_destination, os_reason, remove_stale_temporaries
 
 CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
@@ -53,24 +52,6 @@ class RunDirError(Lenet5Error):
     """A run directory that cannot be used: unwritable, already taken, or not a run."""
 
 
-# What a failed write means to a user, by errno; anything else keeps the system's own words.
-_WRITE_REASONS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EFBIG: "file too large (over the file-size limit)",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.ENOTDIR: "a part of the path is not a directory",
-    errno.EISDIR: "a directory is in the way",
-}
-
-
-def os_reason(error: OSError) -> str:
-    """Why a file operation failed, in words ("no space left on the device"), never a traceback."""
-    return _WRITE_REASONS.get(error.errno) or error.strerror or str(error)
-
-
 @contextlib.contextmanager
 def writing(what: str | Path) -> Iterator[None]:
     """Turn an OSError inside the block into a one-line RunDirError: "cannot write WHAT: why".
@@ -93,7 +74,7 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[P
     that it can take this run, all before anything slow happens. On the way out the old run of
     an overwrite is dropped if the new run wrote a checkpoint, and put back otherwise.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_destination(run_dir, what="a run directory", folder=True, into=True)
     if resume and not run_dir.is_dir():
         raise RunDirError(f"cannot resume: {run_dir} holds no {CHECKPOINT}")
     with _locked(run_dir):
@@ -167,14 +148,15 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         if not (run_dir / CHECKPOINT).is_file():
             raise RunDirError(f"cannot resume: {run_dir} holds no {CHECKPOINT}")
         return
-    if _holds_a_run(run_dir) and not overwrite:
+    if holds_a_run(run_dir) and not overwrite:
         raise RunDirError(
             f"{run_dir} already holds a run; use --resume to continue it, --overwrite to replace it, "
             "or --out to choose another directory"
         )
 
 
-def _holds_a_run(run_dir: Path) -> bool:
+def holds_a_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a run: its checkpoint or its model, finished or not."""
     return (run_dir / CHECKPOINT).exists() or (run_dir / MODEL).exists()
 
 
@@ -191,7 +173,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         return
     settle_previous_run(run_dir)
     try:
-        if _holds_a_run(run_dir):
+        if holds_a_run(run_dir):
             _set_previous_run_aside(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -225,7 +207,7 @@ def settle_previous_run(run_dir: Path) -> None:
     aside, moving = run_dir / PREVIOUS_RUN, run_dir / PREVIOUS_RUN_MOVING
     try:
         if aside.is_dir():
-            if _holds_a_run(run_dir):
+            if holds_a_run(run_dir):
                 shutil.rmtree(aside)
             else:
                 os.rename(aside, moving)
@@ -335,7 +317,21 @@ def load_run(run_dir: Path):
         if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
             raise RunDirError(f"{where}: metadata field 'class_names' must be a list of {classes} strings "
                               f"(one per output), found {_shown(names)}")
+    _probe(model, metadata, where)
     return model, metadata
+
+
+def _probe(model, metadata: dict, where: str) -> None:
+    """Refuse a model whose outputs are not finite, before any command uses it: a blank and an
+    all-ink digit, the extremes of what it reads, through its preprocessing and the model.
+    A model can still overflow on other inputs only; whatever runs it checks those too."""
+    from .outputs import check_outputs
+
+    extremes = np.zeros((2, DIGIT_SIDE, DIGIT_SIDE), np.uint8)
+    extremes[1] = 255
+    with np.errstate(all="ignore"):  # overflow is reported by check_outputs, in one line
+        logits = model.predict_logits(preprocess_like(extremes, metadata))
+    check_outputs(logits, "a blank and an all-ink image", where)
 
 
 DIGIT_SIDE = 28  # the images a run's model reads: a dataset's, or predict's, 28×28

@@ -48,6 +48,7 @@ MAX_MEMBERS = 512
 MAX_METADATA_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 32
 MAX_HEADER_BYTES = 10_000
+_HEADER_LENGTH_BYTES = {(1, 0): 2, (2, 0): 4}  # .npy versions read, and the size of their header-length field
 WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -146,12 +147,18 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path,
     with archive.open(info) as stream:
         try:
             version = npformat.read_magic(stream)
-            if version == (1, 0):
-                shape, fortran_order, dtype = npformat.read_array_header_1_0(stream, max_header_size=MAX_HEADER_BYTES)
-            elif version == (2, 0):
-                shape, fortran_order, dtype = npformat.read_array_header_2_0(stream, max_header_size=MAX_HEADER_BYTES)
-            else:
+            if version not in _HEADER_LENGTH_BYTES:
                 raise ValueError(f".npy format version {version} is not supported")
+            # The header's length is checked here, before NumPy reads that many bytes, and in
+            # our words: NumPy's own refusal advises allow_pickle=True, which lenet5 never uses.
+            length_bytes = stream.read(_HEADER_LENGTH_BYTES[version])
+            length = int.from_bytes(length_bytes, "little")
+            if length > MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path}: refused, member {name!r} declares a .npy header of {length:,} "
+                                      f"bytes (a lenet5 file's are under {MAX_HEADER_BYTES:,})")
+            header = io.BytesIO(length_bytes + stream.read(length))
+            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(header, max_header_size=MAX_HEADER_BYTES)
         except (ValueError, TypeError, SyntaxError, OverflowError, MemoryError, RecursionError) as error:
             raise CheckpointError(f"{path}: member {name!r} is not a valid .npy array ({_clip(error)})") from None
         if dtype.hasobject:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import Checkpoint, TrainingState, new_partial, save_checkpoint, versions
-from .errors import Lenet5Error
+from .errors import CheckpointError, Lenet5Error
 from .evaluation import evaluate
 from .recipe import TrainConfig, seeds
 from .rundir import (
@@ -283,8 +283,22 @@ class Trainer:
             raise TrainingError(f"cannot write checkpoint {self.checkpoint_path}: {os_reason(error)}; {kept}") from None
 
     def restore(self) -> None:
-        """Continue from `checkpoint.npz`: weights, optimiser, epoch, step, history, RNGs."""
-        self.state = Checkpoint(self.checkpoint_path).restore(self.model, self.optimizer, self._generators())
+        """Continue from `checkpoint.npz`: weights, optimiser, epoch, step, history, RNGs.
+
+        Its step must lie within its epoch: the epoch would otherwise end at once, cut short
+        without a word. Only this data (the checkpoint saves the settings, not the images)
+        tells how many batches an epoch has.
+        """
+        from .data import num_batches
+
+        checkpoint = Checkpoint(self.checkpoint_path)
+        step, batches = checkpoint.state.step, num_batches(len(self.splits.x_train), self.config.batch_size)
+        if step > batches:
+            raise CheckpointError(f"{self.checkpoint_path}: training step {step:,} is past the end of epoch "
+                                  f"{checkpoint.state.epoch + 1}, which has {batches:,} batches "
+                                  f"({len(self.splits.x_train):,} training images in batches of "
+                                  f"{self.config.batch_size})")
+        self.state = checkpoint.restore(self.model, self.optimizer, self._generators())
         self.model.train()
 
     def _generators(self) -> dict[str, np.random.Generator]:

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import sys
 import tarfile
 import tempfile
@@ -16,7 +17,7 @@ import requests
 
 from lenet5.data import DATASETS, fetch, load_dataset, locate, sha256_file
 from lenet5.data.dataset import dataset_info
-from lenet5.errors import ChecksumError, DataError
+from lenet5.errors import ChecksumError, DataError, Lenet5Error
 
 from .conftest import FILES, cache_entries, serve_dataset, set_tiny
 
@@ -418,3 +419,89 @@ def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     pixels = dataset.train_images / 255.0
     assert pixels.mean() == pytest.approx(dataset.mean, abs=5e-5)
     assert pixels.std() == pytest.approx(dataset.std, abs=5e-5)
+
+
+def test_a_fifo_where_a_cached_file_goes_is_left_alone_and_named(tiny, isolated, monkeypatch):
+    set_tiny(monkeypatch, system_dirs=(str(tiny.raw),))
+    cache = isolated / "lenet5" / "tiny"
+    cache.mkdir(parents=True)
+    os.mkfifo(cache / FILES[0])
+    with pytest.raises(Lenet5Error, match=f"{cache / FILES[0]}: is a FIFO; lenet5 writes a dataset file only"):
+        locate("tiny")
+    assert stat.S_ISFIFO(os.lstat(cache / FILES[0]).st_mode)
+
+
+def test_data_fetch_with_a_data_dir_of_symlinks_only_reads(tiny, isolated, tmp_path, capsys):
+    """--data-dir is verified in place: links are read through, nothing is written there or
+    into the cache."""
+    from lenet5 import cli
+
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in FILES:
+        (links / name).symlink_to(tiny.raw / name)
+    before = {path: os.readlink(path) for path in links.iterdir()}
+    assert cli.main(["data", "fetch", "--dataset", "tiny", "--data-dir", str(links)]) == 0
+    assert "4 files verified" in capsys.readouterr().out
+    assert {path: os.readlink(path) for path in links.iterdir()} == before and not isolated.exists()
+
+
+@pytest.fixture
+def corrupt_unremovable(tiny, isolated, monkeypatch):
+    """The tiny dataset cached, one file corrupt, and the cache refusing its removal as a
+    read-only directory would (PermissionError from unlink, injected: root ignores chmod)."""
+    set_tiny(monkeypatch, system_dirs=(str(tiny.raw),))
+    locate("tiny")
+    victim = isolated / "lenet5" / "tiny" / "train-labels-idx1-ubyte"
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\x0b")
+    unlink = Path.unlink
+
+    def read_only(path, *args, **kwargs):
+        if path.parent == victim.parent:
+            raise PermissionError(13, "Permission denied", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    return victim
+
+
+def test_a_corrupt_file_in_a_read_only_cache_says_what_to_do(corrupt_unremovable):
+    with pytest.raises(DataError) as info:
+        locate("tiny")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{corrupt_unremovable}: SHA-256 mismatch")
+    assert "cannot be removed (permission denied)" in message and "--data-dir DIR" in message
+    assert f"make {corrupt_unremovable.parent} writable" in message and corrupt_unremovable.exists()
+
+
+def test_evaluate_train_and_data_fetch_on_a_read_only_cache_with_a_corrupt_file(corrupt_unremovable, tmp_path,
+                                                                                  capsys):
+    from lenet5 import cli
+    from lenet5.models import build_model
+    from lenet5.rundir import preprocessing_metadata
+    from lenet5.serialization import save_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(run / "model.npz", build_model("relu").eval(),
+               {"dataset": "tiny", "preprocessing": preprocessing_metadata("relu", 0.1307, 0.3081)})
+    for args in (["data", "fetch", "--dataset", "tiny"], ["evaluate", str(run)],
+                 ["train", "--model", "relu", "--dataset", "tiny", "--out", str(tmp_path / "new"), "--no-progress"]):
+        assert cli.main(args) == 1, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot be removed (permission denied)" in err, (args, err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits; the injected PermissionError "
+                                              "above covers root")
+def test_a_corrupt_file_in_a_chmod_read_only_cache(tiny, isolated, monkeypatch):
+    set_tiny(monkeypatch, system_dirs=(str(tiny.raw),))
+    locate("tiny")
+    cache = isolated / "lenet5" / "tiny"
+    (cache / FILES[1]).write_bytes(b"corrupt")
+    cache.chmod(0o555)
+    try:
+        with pytest.raises(DataError, match="cannot be removed \\(permission denied\\)"):
+            locate("tiny")
+    finally:
+        cache.chmod(0o755)

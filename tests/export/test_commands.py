@@ -70,7 +70,7 @@ def test_a_bad_run_is_one_line_and_writes_nothing(case, relu_run, tmp_path, caps
     shipped.mkdir()
     old = shipped / "model.onnx"
     old.write_bytes(b"the previous export")
-    assert main(["export", str(run_dir), "-o", str(old)]) == 1
+    assert main(["export", str(run_dir), "-o", str(old), "--overwrite"]) == 1
     assert expected in one_line_error(capsys)
     assert old.read_bytes() == b"the previous export"
     assert sorted(path.name for path in shipped.iterdir()) == ["model.onnx"]  # no temporary left
@@ -79,7 +79,7 @@ def test_a_bad_run_is_one_line_and_writes_nothing(case, relu_run, tmp_path, caps
 def test_an_output_that_is_a_directory_or_a_run_file_is_refused(relu_run, tmp_path, capsys):
     before = (relu_run / "model.npz").read_bytes()
     assert main(["export", str(relu_run), "-o", str(relu_run / "model.npz")]) == 1
-    assert "one of the run's own files" in one_line_error(capsys)
+    assert "is inside the run directory" in one_line_error(capsys)
     assert (relu_run / "model.npz").read_bytes() == before
     assert main(["export", str(relu_run), "-o", str(tmp_path)]) == 1
     assert "is a directory" in one_line_error(capsys)

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Sequence
 
 from ..errors import ChecksumError, DataError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_destination, os_reason
 from .idx import GZIP_MAGIC
 from .registry import DatasetInfo, get_dataset
 
@@ -120,7 +120,7 @@ def locate(name: str, data_dir=None, fetch: bool = True, mirrors: Sequence[str] 
                 paths[file_name] = path
                 continue
             except ChecksumError as error:
-                path.unlink(missing_ok=True)
+                _remove_corrupt(path, error, name)
                 then = "fetching it again" if fetch else "run `lenet5 data fetch` to fetch it again"
                 print(f"lenet5: warning: corrupt cached file removed, {then}: {error}", file=sys.stderr)
         missing.append(file_name)
@@ -132,6 +132,16 @@ def locate(name: str, data_dir=None, fetch: bool = True, mirrors: Sequence[str] 
     chosen = list(sources) if sources is not None else default_sources(info, mirrors)
     fetch_files(info, missing, cache, chosen)
     return {file_name: cache / file_name for file_name in info.sha256}
+
+
+def _remove_corrupt(path: Path, error: ChecksumError, name: str) -> None:
+    """Delete a cached file that failed its checksum, or say in one line why it stays."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as failure:
+        raise DataError(f"{error}; this corrupt cached file cannot be removed ({os_reason(failure)}): delete it "
+                        f"yourself or make {path.parent} writable, then run `lenet5 data fetch --dataset {name}`, "
+                        "or pass --data-dir DIR") from None
 
 
 def fetch_files(info: DatasetInfo, file_names: list[str], cache: Path,
@@ -329,7 +339,7 @@ class _Bounds:
 def install(info: DatasetInfo, file_name: str, reader: IO[bytes], cache: Path, origin: str) -> Path:
     """Copy the uncompressed stream `reader` to `cache/file_name`, hashing it on the way; the
     file appears only if its SHA-256 is the pinned one (else ChecksumError naming `origin`)."""
-    target = cache / file_name
+    target = check_destination(cache / file_name, what="a dataset file", overwrite=True)
     with atomic_write(target, "wb") as out:
         digest, size = _copy_hashing(reader, info.file_size(file_name) + 1, out)
         _check(origin, info, file_name, digest, size)  # raising here removes the temporary file
