@@ -62,12 +62,12 @@ def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kern
     step = CompiledConvStep(layer)
     step.direct = direct
     paths = []
-    for kernel_name in ("conv_forward", "im2col"):
+    for kernel_name in ("conv_forward", "im2col_columns"):
         original = getattr(compiled_conv, kernel_name)
         monkeypatch.setattr(compiled_conv, kernel_name,
                             lambda *args, name=kernel_name, run=original: paths.append(name) or run(*args))
     assert_step_matches_layer(step, layer, rng.standard_normal(shape), dtype)
-    assert set(paths) == {"conv_forward" if direct else "im2col"}
+    assert set(paths) == {"conv_forward" if direct else "im2col_columns"}
 
 
 def test_small_batches_take_the_blas_path_whatever_the_layer():
@@ -75,7 +75,7 @@ def test_small_batches_take_the_blas_path_whatever_the_layer():
     step = CompiledConvStep(layer)
     assert step.direct
     step.forward(np.zeros((1, 12, 12, compiled_conv.DIRECT_MIN_BATCH - 1), np.float32))
-    assert step._cache[2] is not None  # the column matrix of the BLAS path
+    assert step._cache[2] is not None  # the chunk width of the BLAS path
     step.forward(np.zeros((1, 12, 12, compiled_conv.DIRECT_MIN_BATCH), np.float32))
     assert step._cache[2] is None
 

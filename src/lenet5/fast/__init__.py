@@ -1,8 +1,13 @@
 """The fast engine: the reference layers of `lenet5.nn`, run faster, and tested against them.
 
-    FastModel(model)                 one process: batch-last layout, blocked convolution,
-                                     fused BatchNorm → max-pool → ReLU, folded inference plan
+    FastModel(model)                 one process: batch-last layout, compiled kernels on
+                                     threads (or the NumPy steps), fused BatchNorm → max-pool
+                                     → ReLU, folded inference plan
     DataParallel(model, workers=2)   the same, each batch split over processes
+
+The program (program.py: the step list, fusion.py, plan.py) knows no kernels; a backend
+(backends.py) says which step runs each layer: the NumPy steps below, or the compiled ones
+in compiled/. The calls every engine answers are written down in protocol.py.
 
 Where each speed-up lives:
     layout.py      why the batch is the last axis inside, and the conversions
@@ -15,12 +20,16 @@ Where each speed-up lives:
     plan.py        the inference plan: BatchNorm folded, Dropout gone, ReLU after pooling
     program.py     FastModel: the steps of a model, sharing its parameters
     threads.py     BLAS threads (threadpoolctl)
+    compiled/      the compiled backend: Numba kernels, threaded, results independent of
+                   the thread count
     parallel/      DataParallel: processes, shared memory, semaphores
 
 The reference engine never imports this package.
 """
 
+from .backends import BackendUnavailable
 from .parallel import DataParallel, ParallelError
 from .program import FastModel
+from .protocol import Engine, Transform
 
-__all__ = ["DataParallel", "FastModel", "ParallelError"]
+__all__ = ["BackendUnavailable", "DataParallel", "Engine", "FastModel", "ParallelError", "Transform"]
