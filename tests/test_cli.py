@@ -210,3 +210,21 @@ def test_an_error_quoting_a_huge_or_multi_line_text_stays_one_readable_line():
     assert one_line("bad\nvalue\n  here") == "bad value here"
     long = one_line("x" * 900_000)
     assert long.startswith("x" * MAX_ERROR_CHARACTERS) and long.endswith("... (899,000 more characters)")
+
+
+def test_without_numba_train_says_so_in_one_line_and_trains_on_the_numpy_steps(tmp_path, mnist_dir):
+    blocker = tmp_path / "blocked"
+    (blocker / "numba").mkdir(parents=True)
+    (blocker / "numba" / "__init__.py").write_text("raise ImportError('numba is blocked for this test')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    args = [*SMALL, "--train-limit", "300", "--validation", "100", "--test-limit", "100", "--epochs", "1",
+            "--workers", "1", "--out", tmp_path / "run", "--data-dir", mnist_dir]
+    done = lenet5("train", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if "Numba" in line]
+    assert notes == ["lenet5: Numba is not installed, so this run trains on the NumPy steps; "
+                     "pip install 'lenet5[fast]' for the compiled kernels"]
+    assert "numpy steps, 1 process" in done.stdout and "Traceback" not in done.stderr
+    asked = lenet5("train", *args, "--backend", "compiled", "--overwrite", env=env)
+    assert asked.returncode != 0 and "Traceback" not in asked.stderr
+    assert "--backend compiled needs Numba: pip install 'lenet5[fast]'" in asked.stderr
