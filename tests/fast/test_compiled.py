@@ -75,9 +75,9 @@ def test_small_batches_take_the_blas_path_whatever_the_layer():
     step = CompiledConvStep(layer)
     assert step.direct
     step.forward(np.zeros((1, 12, 12, compiled_conv.DIRECT_MIN_BATCH - 1), np.float32))
-    assert step._cache[2] is not None  # the chunk width of the BLAS path
+    assert step._cache[2] is False  # the BLAS path
     step.forward(np.zeros((1, 12, 12, compiled_conv.DIRECT_MIN_BATCH), np.float32))
-    assert step._cache[2] is None
+    assert step._cache[2] is True
 
 
 def pool_cases():
