@@ -38,7 +38,7 @@ from .batching import MicroBatcher
 from .docs_page import docs_html
 from .features import conv_feature_maps
 from .inputs import (
-    MAX_BODY_BYTES, MAX_IMAGES, Item, RequestError, check_image_header, items_from_json, media_type,
+    MAX_BODY_BYTES, MAX_IMAGES, Item, RequestError, check_image_headers, items_from_json, media_type,
 )
 from .metrics import Metrics
 
@@ -143,7 +143,9 @@ def create_app(classifier, *, batching: bool = True, max_batch: int = 64, max_wa
         with model.on_its_way():
             items, is_batch = await _read_items(request)
             request.state.batch_size = len(items)
-            async with decoding:
+            # JSON pixels decode nothing: they never queue behind images being decoded
+            files = any(item.file is not None for item in items)
+            async with decoding if files else contextlib.nullcontext():
                 digits = await run_in_threadpool(_digits, items)
             probabilities = await model.probabilities(np.stack([digit.pixels for digit in digits]))
         answers = [_prediction(digit, row, model.class_names) for digit, row in zip(digits, probabilities)]
@@ -292,12 +294,12 @@ async def _multipart_items(request: Request) -> tuple[list[Item], bool]:
 def _digits(items: list[Item]):
     from ..image import ImageError, prepare_digit
 
+    check_image_headers(items)  # all of them, before any is decoded
     digits = []
     for item in items:
         if item.pixels is not None:  # MNIST-like already: kept as sent, only judged
             digits.append(prepare_digit(item.pixels))
             continue
-        check_image_header(item.file, item.name)
         try:
             digits.append(prepare_digit(item.file))
         except ImageError as error:
