@@ -11,7 +11,8 @@ Routes:
     GET  /openapi.json   the schema FastAPI derives; GET /docs renders it as plain HTML, offline
 
 Every request is one JSON log line (method, path, status, ms, batch size) on the
-`lenet5.serve` logger. A body over `max_body` bytes is refused before it is read: by its
+`lenet5.serve` logger; a client that leaves before its answer is a 499 there (nginx's number),
+with no traceback. A body over `max_body` bytes is refused before it is read: by its
 Content-Length when it has one, else as soon as the bytes received pass the limit. Every
 refusal is a 4xx JSON `{"error": {"kind": ..., "message": ...}}` naming the problem.
 """
@@ -31,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..classifier import ranked
 from ..errors import Lenet5Error
@@ -40,6 +42,7 @@ from .features import conv_feature_maps
 from .inputs import (
     MAX_BODY_BYTES, MAX_IMAGES, Item, RequestError, check_image_headers, items_from_json, media_type,
 )
+from .logs import log_request
 from .metrics import Metrics
 
 log = logging.getLogger("lenet5.serve")
@@ -392,6 +395,9 @@ class Gate:
                 await response(scope, receive, recording_send)
             else:
                 await self.app(scope, limited_receive, recording_send)
+        except ClientDisconnect:  # the client left mid-upload: nobody to answer, nothing went wrong here
+            status = 499
+            self.metrics.record_error("client_disconnected")
         finally:
             seconds = time.perf_counter() - start
             # The route's path (a body refused at the gate never reached a route); never what a
@@ -399,5 +405,5 @@ class Gate:
             route_path = getattr(scope.get("route"), "path", None)
             path = route_path or (scope["path"] if scope["path"] in self.paths else "unmatched")
             self.metrics.record_request(scope["method"], path, status, seconds)
-            log.info(json.dumps({"method": scope["method"], "path": scope["path"][:200], "status": status,
-                                 "ms": round(seconds * 1000, 2), "batch": scope["state"].get("batch_size")}))
+            log_request(log, {"method": scope["method"][:20], "path": scope["path"][:200], "status": status,
+                              "ms": round(seconds * 1000, 2), "batch": scope["state"].get("batch_size")})

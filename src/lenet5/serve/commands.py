@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import socket
 import sys
 from pathlib import Path
@@ -39,6 +38,7 @@ def serve_command(args) -> int:
         import uvicorn
 
         from .app import create_app
+        from .logs import LOG_CONFIG
     except ModuleNotFoundError as error:
         if str(error.name).split(".")[0] not in SERVE_MODULES:
             raise
@@ -50,10 +50,9 @@ def serve_command(args) -> int:
     classifier = load(args.run_dir)
     app = create_app(classifier, batching=not args.no_batching, max_batch=args.max_batch,
                      max_wait=args.batch_wait_ms / 1000)
-    _log_json_lines()
     print(f"serving {classifier.name} from {args.run_dir} on http://{args.host}:{args.port}/ "
           f"(API schema: /docs; stop with Ctrl-C)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning", log_config=LOG_CONFIG)
     return 0
 
 
@@ -68,14 +67,3 @@ def check_address(host: str, port: int) -> None:
     except (OSError, OverflowError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise Lenet5Error(f"cannot listen on {host}:{port}: {reason}") from None
-
-
-def _log_json_lines() -> None:
-    """Each request's JSON line goes to stderr alone (uvicorn's own access log is off)."""
-    logger = logging.getLogger("lenet5.serve")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-
