@@ -245,3 +245,31 @@ def test_a_model_whose_outputs_are_not_finite_is_a_500_and_the_service_goes_on(u
         assert failed.status_code == 500 and "not finite" in failed.json()["error"]["message"]
         dense.weight.value[...] = saved
         assert client.post("/predict", json={"pixels": GOOD.tolist()}).status_code == 200
+
+
+def test_a_body_not_whole_by_its_deadline_is_a_408_that_closes_the_connection(classifier):
+    """A body sent a byte at a time, or a chunk announced and never sent: the request is
+    answered 408 once `request_timeout` has passed since its head, and the connection closed."""
+    from lenet5.serve.app import create_app
+
+    app = create_app(classifier, request_timeout=0.5)
+    sent = []
+    first = [{"type": "http.request", "body": b"\x89PNG", "more_body": True}]
+
+    async def receive():  # one piece of the body, then nothing more, ever
+        if first:
+            return first.pop()
+        await asyncio.Event().wait()
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"image/png"), (b"content-length", b"1000")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=60))
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    assert start["status"] == 408 and (b"connection", b"close") in start["headers"]
+    body = json.loads(b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body"))
+    assert body["error"] == {"kind": "timeout", "message": "the request body did not arrive whole within 0.5 s"}
