@@ -192,12 +192,15 @@ def test_aborted_uploads_are_499s_and_the_next_request_is_served(server):
     before = metric(server.url, 'lenet5_requests_total{method="POST",path="/predict",status="499"}')
     multipart = b"multipart/form-data; boundary=xyz"
     part = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    uploads = []
     for number in range(ABORTED):
         connection = connect(server.port)
-        if number % 2:
-            connection.sendall(head(multipart) + part + png_bytes(GOOD)[:100])
-        else:
-            connection.sendall(head() + png_bytes(GOOD)[:100])
+        connection.sendall((head(multipart) + part if number % 2 else head()) + png_bytes(GOOD)[:100])
+        uploads.append(connection)
+    # Answered after the uploads were accepted and read (one event loop, connections in order):
+    # a reset before then would leave the server no request to count.
+    assert httpx.get(f"{server.url}/healthz", timeout=STARTUP_SECONDS).status_code == 200
+    for number, connection in enumerate(uploads):
         if number % 4 >= 2:  # a reset rather than a close
             connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         connection.close()

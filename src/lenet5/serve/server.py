@@ -36,10 +36,10 @@ SETTINGS = "LENET5_SERVE_SETTINGS"
 log = logging.getLogger("lenet5.serve")
 
 
-def run(run_dir, *, host: str, port: int, workers: int = 1, timeout_request: float = 30.0,
-        timeout_keep_alive: float = 5.0, limit_concurrency: int = 100, batching: bool = True,
-        max_batch: int = 64, max_wait: float = 0.002) -> None:
-    """Serve the run in `run_dir` until interrupted (see the module's docstring)."""
+def run(run_dir, *, host: str, port: int, workers: int, timeout_request: float, timeout_keep_alive: float,
+        limit_concurrency: int, batching: bool, max_batch: int, max_wait: float) -> None:
+    """Serve the run in `run_dir` until interrupted (see the module's docstring; the command's
+    options say what each argument does)."""
     os.environ[SETTINGS] = json.dumps({"run_dir": str(run_dir), "batching": batching, "max_batch": max_batch,
                                        "max_wait": max_wait, "request_timeout": timeout_request})
     # backlog: out of file descriptors, asyncio retries a failed accept `backlog` times on every
@@ -97,5 +97,6 @@ class HeadDeadline(H11Protocol):
     def _head_late(self) -> None:
         self._head_timer = None
         if not self.transport.is_closing():
-            log.warning("closed a connection whose request head was not whole within %g s", self.head_timeout)
+            # info, not warning: a browser's preconnected socket, never used, ends here too
+            log.info("closed a connection whose request head was not whole within %g s", self.head_timeout)
             self.transport.close()
