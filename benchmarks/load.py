@@ -1,13 +1,14 @@
 """Load on `lenet5 serve`: requests per second and p50/p99 latency at concurrency 1, 8 and 32.
 
-    python benchmarks/load.py [--run RUN_DIR] [--requests 300] [--payload png|json]
+    python benchmarks/load.py [--run RUN_DIR] [--requests 300] [--payload png|json] [--workers 1 2]
 
 Starts its own servers on free loopback ports, one after another, each in a subprocess:
-    numpy            the NumPy model (fast engine), micro-batching on: `lenet5 serve` as it is
-    numpy-unbatched  the same, each request's forward pass alone
+    numpy            `lenet5 serve` as it is: the NumPy model (fast engine), micro-batching on
+    numpy-unbatched  `lenet5 serve --no-batching`: each request's forward pass alone
     torch            the model's PyTorch twin (same weights) behind the same app, batching on
-and sends each a fixed number of requests per concurrency level (after a few unmeasured
-ones), so every run stops by itself. The timing of a model does not depend on its weights:
+(the two NumPy servers once per `--workers` count, as `lenet5 serve --workers N`; the torch
+server with one process) and sends each a fixed number of requests per concurrency level
+(after a few unmeasured ones), so every run stops by itself. The timing of a model does not depend on its weights:
 without --run, the default LeNet-5 with its initial weights is served. The client shares the
 machine with the server, so on a small machine the numbers are the pair's, not the server's.
 """
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     parser.add_argument("--payload", choices=("png", "json"), default="png",
                         help="a 140×140 PNG drawing (what the page sends) or JSON 28×28 pixels")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--workers", nargs="+", type=int, default=[1],
+                        help="server processes of the NumPy servers, one measurement each (1)")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0,
                         help="how long a batching server's forward pass waits for more requests (2)")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)  # internal: be one server
@@ -53,7 +56,10 @@ def main(argv=None) -> int:
         body, content_type = payload(args.payload)
         results = {}
         for kind in args.servers:
-            results[kind] = measure(kind, run_dir, body, content_type, args.requests, args.batch_wait_ms)
+            for workers in args.workers if kind != "torch" else [1]:
+                label = kind if workers == 1 else f"{kind} x{workers}"
+                results[label] = measure(kind, run_dir, body, content_type, args.requests, args.batch_wait_ms,
+                                         workers)
     report(results, args)
     return 0
 
@@ -118,27 +124,35 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def measure(kind: str, run_dir: Path, body: bytes, content_type: str, requests: int, wait_ms: float) -> dict:
+def measure(kind: str, run_dir: Path, body: bytes, content_type: str, requests: int, wait_ms: float,
+            workers: int = 1) -> dict:
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--run", str(run_dir), "--port", str(port),
-                               "--batch-wait-ms", str(wait_ms)],
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(server, url)
-        return {str(level): asyncio.run(load(url, body, content_type, level, requests)) for level in CONCURRENCY}
-    finally:
-        server.terminate()
-        server.communicate(timeout=STARTUP_SECONDS)
+    if kind == "torch":
+        command = [sys.executable, __file__, "--serve", kind, "--run", str(run_dir), "--port", str(port)]
+    else:
+        command = [sys.executable, "-m", "lenet5", "serve", str(run_dir), "--port", str(port), "--workers",
+                   str(workers), *(["--no-batching"] if kind == "numpy-unbatched" else [])]
+    # A file, not a pipe: the server logs a line per request, and a pipe nobody reads would stall it.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen([*command, "--batch-wait-ms", str(wait_ms)], stdout=subprocess.DEVNULL,
+                                  stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_up(server, url, log)
+            return {str(level): asyncio.run(load(url, body, content_type, level, requests)) for level in CONCURRENCY}
+        finally:
+            server.terminate()
+            server.wait(timeout=STARTUP_SECONDS)
 
 
-def wait_until_up(server: subprocess.Popen, url: str) -> None:
+def wait_until_up(server: subprocess.Popen, url: str, log) -> None:
     import httpx
 
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"load.py: the server exited: {server.stderr.read().strip()}")
+            log.seek(0)
+            raise SystemExit(f"load.py: the server exited: {log.read().strip()}")
         try:
             if httpx.get(f"{url}/healthz").status_code == 200:
                 return
@@ -190,6 +204,11 @@ def report(results: dict, args) -> None:
                 ratios = "  ".join(f"c={level}: {results['numpy'][level]['rps'] / results[other][level]['rps']:.2f}"
                                    for level in results["numpy"])
                 print(f"throughput numpy / {other}: {ratios}")
+    for label in results:
+        if label.startswith("numpy x") and "numpy" in results:
+            ratios = "  ".join(f"c={level}: {results[label][level]['rps'] / results['numpy'][level]['rps']:.2f}"
+                               for level in results[label])
+            print(f"throughput {label} / numpy: {ratios}")
     print(json.dumps(results))
 
 

@@ -158,3 +158,23 @@ def test_without_batching_the_answers_are_the_same(classifier):
         with TestClient(create_app(classifier, batching=batching)) as client:
             answers.append(client.post("/predict", json={"batch": [{"pixels": p} for p in images]}).json())
     assert answers[0] == answers[1]
+
+
+def test_invented_methods_and_paths_do_not_grow_the_metrics(client):
+    """Every label comes from a fixed set: 300 requests with a new method and a new path each
+    leave /metrics with the same lines as 3 of them."""
+    def metric_lines() -> set[str]:
+        text = client.get("/metrics").text
+        return {line.rsplit(" ", 1)[0] for line in text.splitlines()
+                if line.startswith("lenet5_requests_total") and 'path="/metrics"' not in line}
+
+    for number in range(3):
+        client.request(f"BREW{number}", f"/pot/{number}")
+        client.request(f"BREW{number}", "/predict")
+    few = metric_lines()
+    for number in range(3, 300):
+        client.request(f"BREW{number}", f"/pot/{number}")
+        client.request(f"BREW{number}", "/predict")
+    assert metric_lines() == few
+    assert few == {'lenet5_requests_total{method="other",path="unmatched",status="404"}',
+                   'lenet5_requests_total{method="other",path="/predict",status="405"}'}

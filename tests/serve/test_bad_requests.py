@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from lenet5.serve.inputs import MAX_BODY_BYTES, MAX_FRAMES, MAX_IMAGES
+from lenet5.serve.inputs import MAX_BODY_BYTES, MAX_IMAGES, MAX_PIXELS, MAX_REQUEST_PIXELS
 
 from .conftest import QUIET_CLIENT, digit_pixels, png_bytes
 
@@ -78,8 +78,6 @@ BAD_REQUESTS = {
                             413, "too_large", f"larger than {MAX_BODY_BYTES:,} bytes"),
     "decompression bomb": (dict(content=png_bomb(), headers={"Content-Type": "image/png"}),
                            422, "bad_image", "10000x10000 pixels is more than"),
-    "GIF of 10,000 frames": (dict(content=gif_frames(10_000), headers={"Content-Type": "image/gif"}),
-                             422, "too_many_frames", f"more than {MAX_FRAMES} frames"),
 }
 
 
@@ -97,9 +95,67 @@ def test_a_bad_request_is_a_4xx_naming_the_problem_and_the_service_goes_on(clien
     assert good.json()["label"] == classifier.predict(png_bytes(GOOD)).label
 
 
-def test_an_animation_within_the_frame_limit_is_read_from_its_first_frame(client):
-    response = client.post("/predict", content=gif_frames(3), headers={"Content-Type": "image/gif"})
-    assert response.status_code == 200 and response.json()["verdict"] == "empty"  # an 8×8 flat frame
+def apng_frames(count: int, side: int) -> bytes:
+    from PIL import Image
+
+    frames = [Image.new("L", (side, side), value % 256) for value in range(count)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "PNG", save_all=True, append_images=frames[1:], duration=10)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """The image decoders Pillow starts (one per frame decoded), by name; "raw" (copying
+    pixels already in memory) is left out."""
+    from PIL import Image
+
+    started = []
+    real = Image._getdecoder
+
+    def spy(mode, decoder_name, *args, **kwargs):
+        if decoder_name != "raw":
+            started.append(decoder_name)
+        return real(mode, decoder_name, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "_getdecoder", spy)
+    return started
+
+
+@pytest.mark.parametrize("name,body,content_type,decoder", [
+    ("a GIF of 10,000 frames", gif_frames(10_000), "image/gif", "gif"),
+    ("an APNG of 100 frames", apng_frames(100, 400), "image/png", "zip"),
+])
+def test_an_animation_is_read_from_its_first_frame_and_no_other_frame_is_decoded(client, decodes, name, body,
+                                                                                  content_type, decoder):
+    response = client.post("/predict", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 200 and response.json()["verdict"] == "empty"  # a flat first frame
+    assert decodes == [decoder]
+
+
+def test_images_holding_too_many_pixels_together_are_refused_before_any_is_decoded(client, decodes):
+    side = 6000  # each under MAX_PIXELS; three of them over MAX_REQUEST_PIXELS
+    assert side * side <= MAX_PIXELS < MAX_REQUEST_PIXELS < 3 * side * side
+    bomb = png_bomb(side)
+    response = client.post("/predict", files=[("image", (f"{i}.png", bomb, "image/png")) for i in range(3)])
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == {"kind": "too_many_pixels", "message": (
+        f"the images hold {3 * side * side:,} pixels together; at most {MAX_REQUEST_PIXELS:,} per request "
+        f"(send fewer, or smaller)")}
+    assert decodes == []
+
+
+def test_json_pixels_never_wait_for_a_decoding_slot(classifier, monkeypatch):
+    """With every decoding slot taken (none at all, here), a JSON request is still answered:
+    it decodes nothing, so it does not queue behind images being decoded."""
+    from lenet5.serve.app import create_app
+
+    monkeypatch.setattr("lenet5.serve.app.DECODERS", 0)
+    app = create_app(classifier)
+    body = json.dumps({"pixels": GOOD.tolist()}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    status, answer, _ = asyncio.run(asyncio.wait_for(call(app, headers, [body]), timeout=60))
+    assert status == 200 and answer["label"] == classifier.predict(GOOD).label
 
 
 async def call(app, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, dict, int]:
@@ -189,3 +245,31 @@ def test_a_model_whose_outputs_are_not_finite_is_a_500_and_the_service_goes_on(u
         assert failed.status_code == 500 and "not finite" in failed.json()["error"]["message"]
         dense.weight.value[...] = saved
         assert client.post("/predict", json={"pixels": GOOD.tolist()}).status_code == 200
+
+
+def test_a_body_not_whole_by_its_deadline_is_a_408_that_closes_the_connection(classifier):
+    """A body sent a byte at a time, or a chunk announced and never sent: the request is
+    answered 408 once `request_timeout` has passed since its head, and the connection closed."""
+    from lenet5.serve.app import create_app
+
+    app = create_app(classifier, request_timeout=0.5)
+    sent = []
+    first = [{"type": "http.request", "body": b"\x89PNG", "more_body": True}]
+
+    async def receive():  # one piece of the body, then nothing more, ever
+        if first:
+            return first.pop()
+        await asyncio.Event().wait()
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"image/png"), (b"content-length", b"1000")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=60))
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    assert start["status"] == 408 and (b"connection", b"close") in start["headers"]
+    body = json.loads(b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body"))
+    assert body["error"] == {"kind": "timeout", "message": "the request body did not arrive whole within 0.5 s"}

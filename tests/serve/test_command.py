@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -25,20 +26,24 @@ def free_port() -> int:
 
 
 class Server:
-    """`lenet5 serve RUN_DIR --port P ...` in a subprocess, stopped on exit; stderr kept."""
+    """`lenet5 serve RUN_DIR --port P ...` in a subprocess, stopped on exit; its stderr, kept in
+    a file (a pipe nobody reads would stall a server that logs more than the pipe holds), is
+    `stderr` afterwards. `preexec_fn` runs in the child before it starts (e.g. a resource limit)."""
 
-    def __init__(self, run_dir: Path, *options: str):
+    def __init__(self, run_dir: Path, *options: str, preexec_fn=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lenet5", "serve", str(run_dir), "--port", str(self.port), *options],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=subprocess.DEVNULL, stderr=self.log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=preexec_fn)
 
     def __enter__(self):
         with httpx.Client(base_url=self.url) as client:
             for _ in range(STARTUP_SECONDS * 10):
                 if self.process.poll() is not None:
-                    raise AssertionError(f"lenet5 serve exited: {self.process.stderr.read()}")
+                    raise AssertionError(f"lenet5 serve exited: {self.log_so_far()}")
                 try:
                     if client.get("/healthz").status_code == 200:
                         return self
@@ -46,9 +51,19 @@ class Server:
                     threading.Event().wait(0.1)
         raise AssertionError("lenet5 serve did not answer /healthz")
 
+    def log_so_far(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
     def __exit__(self, *exc):
         self.process.terminate()
-        self.stdout, self.stderr = self.process.communicate(timeout=STARTUP_SECONDS)
+        try:
+            self.process.wait(timeout=STARTUP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STARTUP_SECONDS)
+        self.stderr = self.log_so_far()
+        self.log.close()
 
 
 def test_serve_answers_logs_json_lines_and_batches_concurrent_requests(untrained_run, classifier):
@@ -74,7 +89,7 @@ def test_serve_answers_logs_json_lines_and_batches_concurrent_requests(untrained
     batches = next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("lenet5_batch_size_count"))
     assert batches < 16  # fewer forward passes than requests
     lines = [json.loads(line) for line in server.stderr.splitlines() if line.startswith("{")]
-    predicts = [line for line in lines if line["path"] == "/predict"]
+    predicts = [line for line in lines if line.get("path") == "/predict"]
     assert len(predicts) == 16 and all(line["status"] == 200 and line["batch"] == 1 for line in predicts)
     assert f"on http://127.0.0.1:{server.port}/" in server.stderr
 
@@ -115,3 +130,24 @@ def test_without_the_serve_extra_the_command_says_what_to_install(untrained_run)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "lenet5: error: lenet5 serve needs the serve extra (fastapi is missing): pip install 'lenet5[serve]'"]
+
+
+def worker_processes(pid: int) -> list[int]:
+    """The uvicorn workers `pid` started: its children run by multiprocessing's spawn_main."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc")
+def test_workers_are_uvicorn_processes_that_each_serve(untrained_run, classifier):
+    pixels = digit_pixels(5)
+    with Server(untrained_run, "--workers", "2") as server:
+        workers = worker_processes(server.process.pid)
+        with httpx.Client(base_url=server.url, timeout=STARTUP_SECONDS) as client:
+            answers = [client.post("/predict", json={"pixels": pixels.tolist()}, headers={"Connection": "close"})
+                       for _ in range(8)]
+    assert len(workers) == 2
+    assert all(answer.status_code == 200 and answer.json()["label"] == classifier.predict(pixels).label
+               for answer in answers)
+    assert "with 2 workers" in server.stderr.splitlines()[0] and "Traceback" not in server.stderr

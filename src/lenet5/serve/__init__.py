@@ -5,7 +5,9 @@
     batching.py   micro-batching: concurrent requests share one forward pass
     features.py   the C1 and C3 feature maps the page draws
     metrics.py    Prometheus text exposition, by hand
+    logs.py       every log line JSON, repeats collapsed
     docs_page.py  /docs as plain HTML (no CDN)
+    server.py     uvicorn as the command runs it: deadlines, limits, workers
     commands.py   the `serve` sub-command
     static/       the page: index.html, page.js, page.css (no external asset)
 

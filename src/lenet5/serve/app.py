@@ -11,9 +11,11 @@ Routes:
     GET  /openapi.json   the schema FastAPI derives; GET /docs renders it as plain HTML, offline
 
 Every request is one JSON log line (method, path, status, ms, batch size) on the
-`lenet5.serve` logger. A body over `max_body` bytes is refused before it is read: by its
-Content-Length when it has one, else as soon as the bytes received pass the limit. Every
-refusal is a 4xx JSON `{"error": {"kind": ..., "message": ...}}` naming the problem.
+`lenet5.serve` logger; a client that leaves before its answer is a 499 there (nginx's number),
+with no traceback. A body over `max_body` bytes is refused before it is read: by its
+Content-Length when it has one, else as soon as the bytes received pass the limit. A body not
+whole within `request_timeout` seconds of its head is answered 408. Every refusal is a 4xx
+JSON `{"error": {"kind": ..., "message": ...}}` naming the problem.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..classifier import ranked
 from ..errors import Lenet5Error
@@ -38,8 +41,9 @@ from .batching import MicroBatcher
 from .docs_page import docs_html
 from .features import conv_feature_maps
 from .inputs import (
-    MAX_BODY_BYTES, MAX_IMAGES, Item, RequestError, check_image_header, items_from_json, media_type,
+    MAX_BODY_BYTES, MAX_IMAGES, Item, RequestError, check_image_headers, items_from_json, media_type,
 )
+from .logs import log_request
 from .metrics import Metrics
 
 log = logging.getLogger("lenet5.serve")
@@ -67,8 +71,12 @@ class BodyTooLarge(Exception):
     """Raised by the body reader when a body without a Content-Length passes the limit."""
 
 
+class BodyTooSlow(Exception):
+    """Raised by the body reader when the body is not whole by its deadline."""
+
+
 def create_app(classifier, *, batching: bool = True, max_batch: int = 64, max_wait: float = 0.002,
-               max_body: int = MAX_BODY_BYTES, forward=None) -> FastAPI:
+               max_body: int = MAX_BODY_BYTES, request_timeout: float = 30.0, forward=None) -> FastAPI:
     """The service for `classifier` (a `lenet5.classifier.Classifier`: its `model`, `metadata`,
     `class_names`, `name` and `info()` are used).
 
@@ -78,6 +86,7 @@ def create_app(classifier, *, batching: bool = True, max_batch: int = 64, max_wa
         max_batch: the most images a gathered forward pass carries.
         max_wait: seconds a batch waits for more requests after its first.
         max_body: the largest request body accepted, in bytes.
+        request_timeout: seconds a body has to arrive whole, from the end of its head.
         forward: (N, 28, 28) uint8 -> (N, 10) probabilities; by default the classifier's model
             on the fast engine (`fast_forward`). The load benchmark passes a PyTorch twin's.
     """
@@ -106,7 +115,12 @@ def create_app(classifier, *, batching: bool = True, max_batch: int = 64, max_wa
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, error: BodyTooLarge):
-        return _error(metrics, 413, "too_large", f"the request body is larger than {max_body:,} bytes")
+        return _closing(_error(metrics, 413, "too_large", f"the request body is larger than {max_body:,} bytes"))
+
+    @app.exception_handler(BodyTooSlow)
+    async def too_slow(request: Request, error: BodyTooSlow):
+        return _closing(_error(metrics, 408, "timeout", f"the request body did not arrive whole within "
+                                                        f"{request_timeout:g} s"))
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(request: Request, error: RequestValidationError):
@@ -143,7 +157,9 @@ def create_app(classifier, *, batching: bool = True, max_batch: int = 64, max_wa
         with model.on_its_way():
             items, is_batch = await _read_items(request)
             request.state.batch_size = len(items)
-            async with decoding:
+            # JSON pixels decode nothing: they never queue behind images being decoded
+            files = any(item.file is not None for item in items)
+            async with decoding if files else contextlib.nullcontext():
                 digits = await run_in_threadpool(_digits, items)
             probabilities = await model.probabilities(np.stack([digit.pixels for digit in digits]))
         answers = [_prediction(digit, row, model.class_names) for digit, row in zip(digits, probabilities)]
@@ -168,7 +184,8 @@ def create_app(classifier, *, batching: bool = True, max_batch: int = 64, max_wa
     async def docs():
         return HTMLResponse(docs_html(app.openapi()))
 
-    app.add_middleware(Gate, metrics=metrics, max_body=max_body, paths={route.path for route in app.routes})
+    app.add_middleware(Gate, metrics=metrics, max_body=max_body, request_timeout=request_timeout,
+                       paths={route.path for route in app.routes})
     return app
 
 
@@ -292,12 +309,12 @@ async def _multipart_items(request: Request) -> tuple[list[Item], bool]:
 def _digits(items: list[Item]):
     from ..image import ImageError, prepare_digit
 
+    check_image_headers(items)  # all of them, before any is decoded
     digits = []
     for item in items:
         if item.pixels is not None:  # MNIST-like already: kept as sent, only judged
             digits.append(prepare_digit(item.pixels))
             continue
-        check_image_header(item.file, item.name)
         try:
             digits.append(prepare_digit(item.file))
         except ImageError as error:
@@ -331,6 +348,13 @@ def _error(metrics: Metrics, status: int, kind: str, message: str) -> JSONRespon
     return JSONResponse({"error": {"kind": kind, "message": " ".join(message.split())[:1000]}}, status_code=status)
 
 
+def _closing(response: Response) -> Response:
+    """`response`, closing the connection after it: what is left of an unread body would
+    otherwise be read and thrown away on a connection kept alive."""
+    response.headers["connection"] = "close"
+    return response
+
+
 def _plain(value):
     """JSON for what `Classifier.info()` may hold: NumPy scalars and arrays, tuples, paths."""
     if isinstance(value, np.generic):
@@ -347,14 +371,17 @@ def _version() -> str:
 
 
 class Gate:
-    """ASGI middleware: the body-size limit, the metrics and the log line of every request.
+    """ASGI middleware: the body's size limit and deadline, the metrics and the log line of
+    every request.
 
     Plain ASGI rather than an HTTP middleware, so that a body announced too large is refused
-    before a byte of it is read, and one that grows too large is cut off as it arrives.
+    before a byte of it is read, and one that grows too large or arrives too slowly is cut
+    off as it arrives.
     """
 
-    def __init__(self, app, metrics: Metrics, max_body: int, paths: set[str]):
+    def __init__(self, app, metrics: Metrics, max_body: int, request_timeout: float, paths: set[str]):
         self.app, self.metrics, self.max_body, self.paths = app, metrics, max_body, paths
+        self.request_timeout = request_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -363,12 +390,20 @@ class Gate:
         scope.setdefault("state", {})
         status = 500
         received = 0
+        deadline = time.monotonic() + self.request_timeout
+        whole = False
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, whole
+            if whole:  # after the body only a disconnect can come, whenever it comes
+                return await receive()
+            try:  # a body sent one byte at a time, or a chunk announced and never sent
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise BodyTooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
                 if received > self.max_body:
                     raise BodyTooLarge
             return message
@@ -385,11 +420,13 @@ class Gate:
                 kind, detail = ("too_large", f"the request body of {int(length):,} bytes is larger than "
                                              f"{self.max_body:,} bytes") if length.isdigit() else \
                     ("bad_request", "the Content-Length header is not a number")
-                response = _error(self.metrics, 413 if length.isdigit() else 400, kind, detail)
-                response.headers["connection"] = "close"
+                response = _closing(_error(self.metrics, 413 if length.isdigit() else 400, kind, detail))
                 await response(scope, receive, recording_send)
             else:
                 await self.app(scope, limited_receive, recording_send)
+        except ClientDisconnect:  # the client left mid-upload: nobody to answer, nothing went wrong here
+            status = 499
+            self.metrics.record_error("client_disconnected")
         finally:
             seconds = time.perf_counter() - start
             # The route's path (a body refused at the gate never reached a route); never what a
@@ -397,5 +434,5 @@ class Gate:
             route_path = getattr(scope.get("route"), "path", None)
             path = route_path or (scope["path"] if scope["path"] in self.paths else "unmatched")
             self.metrics.record_request(scope["method"], path, status, seconds)
-            log.info(json.dumps({"method": scope["method"], "path": scope["path"][:200], "status": status,
-                                 "ms": round(seconds * 1000, 2), "batch": scope["state"].get("batch_size")}))
+            log_request(log, {"method": scope["method"][:20], "path": scope["path"][:200], "status": status,
+                              "ms": round(seconds * 1000, 2), "batch": scope["state"].get("batch_size")})

@@ -1,14 +1,13 @@
-"""`lenet5 serve RUN_DIR [--host 127.0.0.1] [--port 8000]`: the HTTP service and its page."""
+"""`lenet5 serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--workers N]`: the HTTP service and its page."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import socket
 import sys
 from pathlib import Path
 
-from ..arguments import non_negative_float, positive_int
+from ..arguments import non_negative_float, positive_float, positive_int, worker_count
 from ..errors import Lenet5Error
 
 SERVE_MODULES = ("fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "PIL")
@@ -31,14 +30,21 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-wait-ms", type=non_negative_float, default=2.0,
                         help="milliseconds a forward pass waits for more requests to join it (2)")
     parser.add_argument("--no-batching", action="store_true", help="run each request's forward pass alone")
+    parser.add_argument("--workers", type=worker_count, default=1,
+                        help="server processes, each with its own copy of the model ('auto': as `lenet5 train --workers auto` picks; 1)")
+    parser.add_argument("--timeout-request", type=positive_float, default=30.0,
+                        help="seconds a request's head has to arrive whole (from the connection opening or the "
+                             "previous answer: else the connection is closed), and its body after it (else 408) (30)")
+    parser.add_argument("--timeout-keep-alive", type=positive_float, default=5.0,
+                        help="seconds an idle connection is kept open after an answer (5)")
+    parser.add_argument("--limit-concurrency", type=positive_int, default=100,
+                        help="open connections and requests (per worker) beyond which a request is answered 503 (100)")
     parser.set_defaults(handler=serve_command)
 
 
 def serve_command(args) -> int:
     try:
-        import uvicorn
-
-        from .app import create_app
+        from .server import run
     except ModuleNotFoundError as error:
         if str(error.name).split(".")[0] not in SERVE_MODULES:
             raise
@@ -47,13 +53,13 @@ def serve_command(args) -> int:
     from ..classifier import load
 
     check_address(args.host, args.port)
-    classifier = load(args.run_dir)
-    app = create_app(classifier, batching=not args.no_batching, max_batch=args.max_batch,
-                     max_wait=args.batch_wait_ms / 1000)
-    _log_json_lines()
-    print(f"serving {classifier.name} from {args.run_dir} on http://{args.host}:{args.port}/ "
+    classifier = load(args.run_dir)  # here, so that a bad run is one line before any worker starts
+    workers = f" with {args.workers} workers" if args.workers > 1 else ""
+    print(f"serving {classifier.name} from {args.run_dir} on http://{args.host}:{args.port}/{workers} "
           f"(API schema: /docs; stop with Ctrl-C)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    run(args.run_dir, host=args.host, port=args.port, workers=args.workers, timeout_request=args.timeout_request,
+        timeout_keep_alive=args.timeout_keep_alive, limit_concurrency=args.limit_concurrency,
+        batching=not args.no_batching, max_batch=args.max_batch, max_wait=args.batch_wait_ms / 1000)
     return 0
 
 
@@ -68,14 +74,3 @@ def check_address(host: str, port: int) -> None:
     except (OSError, OverflowError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise Lenet5Error(f"cannot listen on {host}:{port}: {reason}") from None
-
-
-def _log_json_lines() -> None:
-    """Each request's JSON line goes to stderr alone (uvicorn's own access log is off)."""
-    logger = logging.getLogger("lenet5.serve")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-

@@ -3,6 +3,10 @@
 Three families: requests by method, path and status; the latency of each request as a
 histogram; errors by kind (the `kind` of each 4xx/5xx answer). One more shows micro-batching
 at work: how many images each forward pass of the model carried.
+
+No label holds what a client chose: a method outside HTTP's own is counted as `other`, and the
+caller passes a route's path (or a fixed word), never the path a client typed; so the label set,
+and /metrics with it, stays the same size however many requests arrive.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections import Counter
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # seconds
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # images per forward pass
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})  # RFC 9110, 5789
 
 
 class Histogram:
@@ -51,6 +56,9 @@ class Metrics:
         self.batch_sizes = Histogram(BATCH_BUCKETS)
 
     def record_request(self, method: str, path: str, status: int, seconds: float) -> None:
+        """Count one request; `path` must come from a fixed set (a route's path), since it
+        becomes a label. A method HTTP does not define is counted as `other`."""
+        method = method if method in METHODS else "other"
         with self._lock:
             self.requests[(method, path, status)] += 1
             self.latency.observe(seconds)
@@ -89,5 +97,5 @@ def _number(value: float) -> str:
 
 
 def _escape(text: str) -> str:
-    """A label value as the exposition format quotes it (a path is what a client sent)."""
+    """A label value as the exposition format quotes it."""
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
