@@ -186,7 +186,8 @@ def convolve(padded, weight_matrix, kernel, stride, out_hw):
     def product(columns: slice) -> None:
         block = scratch((depth, columns.stop - columns.start), padded.dtype)
         im2col_columns(padded, kh, kw, *stride, columns.start, block)
-        np.matmul(weight_matrix, block, out=out[:, columns])
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported by the trainer, in one line
+            np.matmul(weight_matrix, block, out=out[:, columns])
 
     in_chunks(product, out.shape[1], chunk_columns(depth, weight_matrix.shape[0], padded.itemsize))
     return out
