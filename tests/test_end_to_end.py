@@ -12,12 +12,16 @@ from lenet5.cli import main
 def test_one_epoch_of_the_default_model_on_full_mnist(tmp_path, mnist_dir, capsys):
     run_dir = tmp_path / "run"
     # The default model and settings as they are: its distortions start after epoch 5, so one
-    # epoch trains on the digits as drawn (98.15% measured, docs/accuracy.md).
+    # epoch trains on the digits as drawn. Measured over seeds 0-4 (`lenet5 train --epochs 1
+    # --seed S`): 97.92-98.30% on the compiled kernels (mean 98.11%), 98.05-98.29% on the NumPy
+    # steps (mean 98.13%): the two engines round differently, so the seed the test trains
+    # lands anywhere in that spread. The floor sits just below its lowest point; a model that
+    # learns nothing (10%) or diverges lands far below it.
     code = main(["train", "--epochs", "1", "--out", str(run_dir), "--data-dir", str(mnist_dir), "--no-progress"])
     assert code == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test_count"] == 10000
-    assert metrics["test_accuracy"] >= 0.980
+    assert metrics["test_accuracy"] >= 0.978
     assert f"test accuracy: {metrics['test_accuracy'] * 100:.2f}%" in capsys.readouterr().out
 
 
