@@ -24,10 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import types
 
-import numba
-from numba import njit, prange  # noqa: F401  (prange: the kernels' parallel loops)
+# Numba's OpenMP threads otherwise spin for a while after each parallel region, on the very
+# cores that the products' BLAS chunks (products.py) and the main thread's NumPy work want
+# next: a lenet5 epoch at batch 128 on 2 cores took 4.5-4.8 s spinning, 3.6-3.9 s sleeping
+# (`lenet5 train --epochs 2`, measured). Read once, when Numba first loads OpenMP, so it is
+# set here, before any kernel runs; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402  (after the setting above)
+from numba import njit, prange  # noqa: E402, F401  (prange: the kernels' parallel loops)
 
 FASTMATH = {"reassoc", "contract"}
 
