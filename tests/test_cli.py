@@ -222,9 +222,9 @@ def test_without_numba_train_says_so_in_one_line_and_trains_on_the_numpy_steps(t
     done = lenet5("train", *args, env=env)
     assert done.returncode == 0, done.stderr
     notes = [line for line in done.stderr.splitlines() if "Numba" in line]
-    assert notes == ["lenet5: Numba is not installed, so this run trains on the NumPy steps; "
+    assert notes == ["lenet5: Numba or SciPy is missing, so this run trains on the NumPy steps; "
                      "pip install 'lenet5[fast]' for the compiled kernels"]
     assert "numpy steps, 1 process" in done.stdout and "Traceback" not in done.stderr
     asked = lenet5("train", *args, "--backend", "compiled", "--overwrite", env=env)
     assert asked.returncode != 0 and "Traceback" not in asked.stderr
-    assert "--backend compiled needs Numba: pip install 'lenet5[fast]'" in asked.stderr
+    assert "--backend compiled needs Numba and SciPy: pip install 'lenet5[fast]'" in asked.stderr

@@ -136,9 +136,9 @@ def train_command(args) -> int:
             backend=args.backend or default_backend(),
         ).resolved()  # bad settings are rejected before any directory is made
         if config.backend == "compiled" and not compiled_available():
-            raise Lenet5Error("--backend compiled needs Numba: pip install 'lenet5[fast]' (or use --backend numpy)")
+            raise Lenet5Error("--backend compiled needs Numba and SciPy: pip install 'lenet5[fast]' (or use --backend numpy)")
         if args.backend is None and config.backend == "numpy":
-            print("lenet5: Numba is not installed, so this run trains on the NumPy steps; "
+            print("lenet5: Numba or SciPy is missing, so this run trains on the NumPy steps; "
                   "pip install 'lenet5[fast]' for the compiled kernels", file=sys.stderr)
         if args.workers is None:
             config.workers = auto_workers(config.batch_size, config.backend)
@@ -162,7 +162,7 @@ def train_command(args) -> int:
                 config.track_test = True
             config = config.resolved()
             if config.backend == "compiled" and not compiled_available():
-                raise Lenet5Error(f"{args.out} was trained on the compiled kernels, which need Numba: "
+                raise Lenet5Error(f"{args.out} was trained on the compiled kernels, which need Numba and SciPy: "
                                   "pip install 'lenet5[fast]'")
         splits = load_splits(config, data_dir=args.data_dir)
         model = build_model(config.model, seed=seeds(config).init)

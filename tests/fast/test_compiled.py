@@ -62,12 +62,12 @@ def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kern
     step = CompiledConvStep(layer)
     step.direct = direct
     paths = []
-    for kernel_name in ("conv_forward", "im2col_columns"):
+    for kernel_name in ("conv_forward", "convolve_chunks"):
         original = getattr(compiled_conv, kernel_name)
         monkeypatch.setattr(compiled_conv, kernel_name,
                             lambda *args, name=kernel_name, run=original: paths.append(name) or run(*args))
     assert_step_matches_layer(step, layer, rng.standard_normal(shape), dtype)
-    assert set(paths) == {"conv_forward" if direct else "im2col_columns"}
+    assert set(paths) == {"conv_forward" if direct else "convolve_chunks"}
 
 
 def test_small_batches_take_the_blas_path_whatever_the_layer():
@@ -224,7 +224,7 @@ def test_the_backend_is_chosen_by_name_and_numba_is_optional(monkeypatch):
         FastModel(build_model("relu"), backend="cuda")
     monkeypatch.setattr(compiled, "available", lambda: False)
     assert FastModel(build_model("relu")).backend.name == "numpy"
-    with pytest.raises(backend_table.BackendUnavailable, match=r"needs Numba: pip install 'lenet5\[fast\]'"):
+    with pytest.raises(backend_table.BackendUnavailable, match=r"needs Numba and SciPy: pip install 'lenet5\[fast\]'"):
         FastModel(build_model("relu"), backend="compiled")
 
 

@@ -78,5 +78,5 @@ def get_backend(name: str = "auto") -> Backend:
     if compiled.available():
         return _compiled()
     if name == "compiled":
-        raise BackendUnavailable("the compiled backend needs Numba: pip install 'lenet5[fast]'")
+        raise BackendUnavailable("the compiled backend needs Numba and SciPy: pip install 'lenet5[fast]'")
     return NUMPY

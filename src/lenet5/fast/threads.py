@@ -40,6 +40,11 @@ def _controller():
     return ThreadpoolController()
 
 
+def rescan_libraries() -> None:
+    """Find the BLAS libraries loaded since the first limit (SciPy's, for the compiled kernels)."""
+    _controller.cache_clear()
+
+
 def current_blas_threads() -> int | None:
     """The largest thread count among the loaded BLAS libraries (None without threadpoolctl)."""
     if not available():

@@ -12,7 +12,7 @@ Which path runs a layer is chosen by measurement (on a 2-core machine, two threa
 loops beat im2col and BLAS where the column matrix is shallow (C·KH·KW at most
 DIRECT_MAX_DEPTH: C1 of every zoo model, whose im2col copy costs more than its product) and
 the batch is large enough to vectorise (DIRECT_MIN_BATCH), and BLAS wins elsewhere. Those layers build the column matrix here (`im2col`), run
-their products in BLAS over column chunks (`products.py`) and scatter the input gradient
+their products in BLAS over column chunks (`convolve_chunks` and its two siblings) and scatter the input gradient
 back with `col2im`. The choice depends on the layer and the batch size, never on the thread count.
 """
 
@@ -25,8 +25,12 @@ from ..conv import BLOCK_BYTES, MIN_SMALL_PRODUCT_COLUMNS, SMALL_PRODUCT, ConvSt
 from ..step import check_input
 from ..windows import pad_spatial, unpad_spatial
 from .jit import kernel, prange, serial_kernel
-from .products import in_chunks, matmul_columns, scratch
 
+# The narrowest chunk of a deep layer's column matrix whose product is not cut to OpenBLAS's
+# small-matrix kernel: lenet5-wide's second convolution ran its three products in 8.8 ms
+# at 512 columns against 12.0 ms at the 163 that a 256 KiB block leaves it, simple-cnn's in
+# 20.8 against 23.4 ms at 227 (batch 128, two threads; 1,024 and more were slower again).
+MIN_CHUNK_COLUMNS = 512
 # The deepest column matrix (C·KH·KW) the direct loops run; deeper layers multiply with BLAS.
 DIRECT_MAX_DEPTH = 32
 # The direct loops' innermost loop runs over the batch: on fewer samples than this it is too
@@ -117,7 +121,7 @@ def channel_sums(x, sums):
 def im2col_columns(x, kh, kw, stride_h, stride_w, start, columns):
     """columns (C·KH·KW, M): columns start … start + M − 1 of the column matrix, whose row
     (c, i, j) holds x[c, oh·SH + i, ow·SW + j, n] for every output position in (OH, OW, N)
-    order; a chunk that `products.in_chunks` hands one thread."""
+    order; one chunk of the chunked products below."""
     channels, _, width, batch = x.shape
     ow_count = (width - kw) // stride_w + 1
     row_length = ow_count * batch
@@ -168,28 +172,65 @@ def col2im(columns, kh, kw, stride_h, stride_w, dx):
 
 def chunk_columns(depth: int, maps: int, itemsize: int) -> int:
     """Columns of a column matrix (`depth` rows, for `maps` output maps) built and multiplied
-    at a time: the NumPy step's cache-sized blocks (`lenet5.fast.conv`)."""
-    widest = BLOCK_BYTES // (depth * itemsize)
+    at a time: the NumPy step's cache-sized blocks (`lenet5.fast.conv`), which also keep each
+    product within OpenBLAS's small-matrix kernel. It depends on the layer alone, never on
+    the thread count, so every chunk's product is the same bits on any number of threads."""
     small_product = SMALL_PRODUCT // (maps * depth)
     if small_product >= MIN_SMALL_PRODUCT_COLUMNS:
-        widest = min(widest, small_product)
-    return max(1, widest)
+        return min(BLOCK_BYTES // (depth * itemsize), small_product)
+    return max(MIN_CHUNK_COLUMNS, BLOCK_BYTES // (depth * itemsize))
+
+
+@serial_kernel
+def chunk_count(columns, width):
+    return (columns + width - 1) // width
+
+
+# The chunked products. Each prange iteration owns one chunk of columns: it builds that chunk
+# of the column matrix in its own buffer (fresh in its core's cache) and hands the product
+# to BLAS (Numba's np.dot calls SciPy's BLAS, on one thread: FastModel._threads). No sum is
+# split across chunks except the weight gradient's, whose per-chunk partial products are
+# added up afterwards, in chunk order.
+@kernel
+def convolve_chunks(x, weight_matrix, kh, kw, stride_h, stride_w, width, out):
+    """out (F, OH·OW·N) = weight_matrix (F, C·KH·KW) @ im2col(x), chunk by chunk."""
+    columns = out.shape[1]
+    for chunk in prange(chunk_count(columns, width)):
+        start = chunk * width
+        stop = min(columns, start + width)
+        block = np.empty((weight_matrix.shape[1], stop - start), dtype=x.dtype)
+        im2col_columns(x, kh, kw, stride_h, stride_w, start, block)
+        out[:, start:stop] = np.dot(weight_matrix, block)
+
+
+@kernel
+def weight_grad_chunks(x, dout_matrix, kh, kw, stride_h, stride_w, width, partials):
+    """partials[k] (F, C·KH·KW) = dout_matrix[:, chunk k] @ im2col(x)[:, chunk k]ᵀ."""
+    columns = dout_matrix.shape[1]
+    for chunk in prange(partials.shape[0]):
+        start = chunk * width
+        stop = min(columns, start + width)
+        block = np.empty((partials.shape[2], stop - start), dtype=x.dtype)
+        im2col_columns(x, kh, kw, stride_h, stride_w, start, block)
+        partials[chunk] = np.dot(np.ascontiguousarray(dout_matrix[:, start:stop]), block.T)
+
+
+@kernel
+def matmul_chunks(left, right, width, out):
+    """out = left @ right, `width` columns of `right` at a time."""
+    columns = out.shape[1]
+    for chunk in prange(chunk_count(columns, width)):
+        start = chunk * width
+        stop = min(columns, start + width)
+        out[:, start:stop] = np.dot(left, np.ascontiguousarray(right[:, start:stop]))
 
 
 def convolve(padded, weight_matrix, kernel, stride, out_hw):
-    """weight_matrix (F, C·KH·KW) @ im2col(padded) -> (F, OH·OW·N): each chunk of the column
-    matrix built in cache (`im2col_columns`) and multiplied at once, the chunks over the threads."""
-    kh, kw = kernel
+    """weight_matrix (F, C·KH·KW) @ im2col(padded) -> (F, OH·OW·N), in chunks over the threads."""
     depth, batch = weight_matrix.shape[1], padded.shape[3]
     out = np.empty((weight_matrix.shape[0], out_hw[0] * out_hw[1] * batch), dtype=padded.dtype)
-
-    def product(columns: slice) -> None:
-        block = scratch((depth, columns.stop - columns.start), padded.dtype)
-        im2col_columns(padded, kh, kw, *stride, columns.start, block)
-        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported by the trainer, in one line
-            np.matmul(weight_matrix, block, out=out[:, columns])
-
-    in_chunks(product, out.shape[1], chunk_columns(depth, weight_matrix.shape[0], padded.itemsize))
+    width = chunk_columns(depth, weight_matrix.shape[0], padded.itemsize)
+    convolve_chunks(out.size * depth, padded, np.ascontiguousarray(weight_matrix), *kernel, *stride, width, out)
     return out
 
 
@@ -241,13 +282,25 @@ class CompiledConvStep(ConvStep):
             # The column matrix's gradient, then summed back onto the pixels. (Computing dx as
             # the convolution of the padded dout with the flipped kernels instead builds a
             # column matrix 2.6 times as large for C3, and measured twice as slow.)
-            dcolumns = matmul_columns(weight.reshape(weight.shape[0], -1).T, dout.reshape(dout.shape[0], -1))
+            left = weight.reshape(weight.shape[0], -1).T
+            right = dout.reshape(dout.shape[0], -1)
+            dcolumns = self._dcolumns_buffer((left.shape[0], right.shape[1]), dout.dtype)
+            matmul_chunks(dcolumns.size * left.shape[1], left, right,
+                          chunk_columns(left.shape[0], right.shape[0], dout.itemsize), dcolumns)
             dpadded = np.empty_like(padded)
             col2im(dcolumns.size, dcolumns, kh, kw, *self.layer.stride, dpadded)
         return unpad_spatial(dpadded, self.layer.padding)
 
     def backward_parameters(self, dout):
         self._backward_parameters(dout)
+
+    def _dcolumns_buffer(self, shape, dtype):
+        """The column matrix's gradient, kept from step to step: C3's is 7.7 MB at batch 128,
+        and a fresh one each step cost 0.3 ms in page faults (measured)."""
+        buffer = getattr(self, "_dcolumns", None)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._dcolumns = np.empty(shape, dtype=dtype)
+        return buffer
 
     def _backward_parameters(self, dout):
         conv = self.layer
@@ -272,14 +325,10 @@ class CompiledConvStep(ConvStep):
         conv = self.layer
         kh, kw = conv.kernel_size
         depth = conv.in_channels * kh * kw
-
-        def partial(columns: slice) -> np.ndarray:
-            block = scratch((depth, columns.stop - columns.start), padded.dtype)
-            im2col_columns(padded, kh, kw, *conv.stride, columns.start, block)
-            return dout_matrix[:, columns] @ block.T
-
-        partials = in_chunks(partial, dout_matrix.shape[1], chunk_columns(depth, conv.out_channels, padded.itemsize))
-        total = partials[0]
+        width = chunk_columns(depth, conv.out_channels, padded.itemsize)
+        partials = np.empty((chunk_count(dout_matrix.shape[1], width), conv.out_channels, depth), padded.dtype)
+        weight_grad_chunks(dout_matrix.size * depth, padded, dout_matrix, kh, kw, *conv.stride, width, partials)
+        total = partials[0].copy()
         for piece in partials[1:]:
             total += piece
         return total.reshape(conv.weight.value.shape)

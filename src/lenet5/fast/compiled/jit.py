@@ -28,7 +28,7 @@ import os
 import types
 
 # Numba's OpenMP threads otherwise spin for a while after each parallel region, on the very
-# cores that the products' BLAS chunks (products.py) and the main thread's NumPy work want
+# cores that the main thread's NumPy work (dense layers, the optimiser) wants
 # next: a lenet5 epoch at batch 128 on 2 cores took 4.5-4.8 s spinning, 3.6-3.9 s sleeping
 # (`lenet5 train --epochs 2`, measured). Read once, when Numba first loads OpenMP, so it is
 # set here, before any kernel runs; a user's own setting wins.
@@ -61,8 +61,8 @@ class Kernel:
 
 
 def serial_kernel(function):
-    """Decorator: compile `function` once, serial, for work that `products.in_chunks` already
-    spreads over threads (it releases the GIL, so those threads run it at once)."""
+    """Decorator: compile `function` once, serial: a helper that kernels call inside their
+    parallel loops (each iteration already runs on its own thread)."""
     return njit(cache=True, fastmath=FASTMATH, nogil=True)(function)
 
 
