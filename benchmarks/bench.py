@@ -188,8 +188,34 @@ class OnnxRuntimeSide:
                 for i in range(0, len(pixels), batch_size)]
 
 
+class PublicApiSide:
+    """Inference as a user of the library calls it: `lenet5.load(run).probabilities` on the
+    raw uint8 test digits, the run's preprocessing and output checks included (the same
+    `Classifier` that `load` returns, built here around a fresh model). It takes all the
+    images in one call and batches them itself, so the batch size does not apply."""
+
+    name = "lenet5.load().probabilities"
+
+    def __init__(self, model_name, seed=0):
+        from pathlib import Path
+
+        from lenet5.classifier import Classifier
+        from lenet5.data import load_dataset
+        from lenet5.models import build_model, get_spec
+
+        spec, dataset = get_spec(model_name), load_dataset("mnist")
+        metadata = {"architecture": model_name, "dataset": "mnist",
+                    "preprocessing": {"method": spec.preprocessing.method, "pad": spec.preprocessing.pad,
+                                      "mean": float(dataset.mean), "std": float(dataset.std)}}
+        self.classifier = Classifier(build_model(model_name, seed).eval(), metadata, Path("bench-run"))
+        self.pixels = dataset.test_images
+
+    def infer(self, x, batch_size):
+        return self.classifier.probabilities(self.pixels[: len(x)]).argmax(1)
+
+
 SIDES = {"lenet5": Lenet5Side, "pytorch": TorchSide}
-INFERENCE_SIDES = {**SIDES, "onnxruntime": OnnxRuntimeSide}
+INFERENCE_SIDES = {**SIDES, "onnxruntime": OnnxRuntimeSide, "api": PublicApiSide}
 
 
 # -- measurements --------------------------------------------------------------------------
@@ -365,7 +391,9 @@ def layer_split(model_name, batch_size, images, seed=0):
 
 # -- the optimisation ladder ---------------------------------------------------------------
 def ladder_rungs(workers):
-    """(name, engine factory): the reference engine, then each speed-up added in turn."""
+    """(name, engine factory): the reference engine, then each speed-up added in turn, and
+    the NumPy steps split over processes (at least THREADS: the same cores as the threads)."""
+    processes = max(workers, THREADS)
     from lenet5.fast import DataParallel, FastModel
 
     def numpy(**speedups):
@@ -379,8 +407,8 @@ def ladder_rungs(workers):
         ("+ folded inference plan", numpy()),
         ("+ compiled kernels (Numba), 1 thread", lambda m: FastModel(m, backend="compiled", threads=1)),
         (f"+ {THREADS} threads", lambda m: FastModel(m, backend="compiled", threads=THREADS)),
-        (f"NumPy steps on {workers} processes (DataParallel), for comparison",
-         lambda m: DataParallel(m, workers, backend="numpy")),
+        (f"NumPy steps on {processes} processes (DataParallel), for comparison",
+         lambda m: DataParallel(m, processes, backend="numpy")),
     ]
 
 
@@ -638,13 +666,18 @@ def main(argv=None):
         ours, theirs, ort = stats(inference["lenet5"]), stats(inference["pytorch"]), stats(inference["onnxruntime"])
         ratio = statistics.median(a / b for a, b in zip(inference["lenet5"], inference["pytorch"]))
         ort_ratio = statistics.median(a / b for a, b in zip(inference["lenet5"], inference["onnxruntime"]))
+        api = stats(inference["api"])
+        api_ratio = statistics.median(a / b for a, b in zip(inference["api"], inference["onnxruntime"]))
         entry["inference"] = {"lenet5": ours, "pytorch": theirs, "onnxruntime": ort, "ratio": ratio,
-                              "onnxruntime_ratio": ort_ratio, "batch_size": inference_batch}
+                              "onnxruntime_ratio": ort_ratio, "public_api": api,
+                              "public_api_onnxruntime_ratio": api_ratio, "batch_size": inference_batch}
         print(f"  inference img/s       {ours['median']:>10,.0f}{theirs['median']:>26,.0f}{ratio:>10.2f}"
               f"   (batch {inference_batch['lenet5']} vs {inference_batch['pytorch']}, each side's fastest"
               f" of {', '.join(map(str, INFERENCE_BATCHES))})")
         print(f"  onnxruntime img/s     {ort['median']:>36,.0f}{ort_ratio:>10.2f}   (lenet5 / onnxruntime, "
               f"batch {inference_batch['onnxruntime']})")
+        print(f"  lenet5.load().probabilities img/s {api['median']:>25,.0f}{api_ratio:>10.2f}   "
+              f"(the public API on raw uint8 digits / onnxruntime)")
         memory_ratio = memory["lenet5"]["peak_rss_mb"] / memory["pytorch"]["peak_rss_mb"]
         entry["memory_ratio"] = memory_ratio
         print(f"  peak RSS while training at batch 256: lenet5 {memory['lenet5']['peak_rss_mb']:.0f} MB "
