@@ -81,7 +81,9 @@ def conv_weight_grad(x, dout, connected, stride_h, stride_w, dweight):
                             for n in range(batch):
                                 total += grad[n] * pixels[n]
                             sums[i, j] = total
-        dweight[f, c] = sums
+        for i in range(kh):  # loops, not `dweight[f, c] = sums`: see copy_columns
+            for j in range(kw):
+                dweight[f, c, i, j] = sums[i, j]
 
 
 @kernel
@@ -191,6 +193,15 @@ def chunk_count(columns, width):
 # to BLAS (Numba's np.dot calls SciPy's BLAS, on one thread: FastModel._threads). No sum is
 # split across chunks except the weight gradient's, whose per-chunk partial products are
 # added up afterwards, in chunk order.
+@serial_kernel
+def copy_columns(chunk, start, out):
+    """out[:, start : start + width] = chunk, as loops: a slice assignment's shape checks
+    would add seconds to the first compile."""
+    for row in range(chunk.shape[0]):
+        for k in range(chunk.shape[1]):
+            out[row, start + k] = chunk[row, k]
+
+
 @kernel
 def convolve_chunks(x, weight_matrix, kh, kw, stride_h, stride_w, width, out):
     """out (F, OH·OW·N) = weight_matrix (F, C·KH·KW) @ im2col(x), chunk by chunk."""
@@ -200,7 +211,7 @@ def convolve_chunks(x, weight_matrix, kh, kw, stride_h, stride_w, width, out):
         stop = min(columns, start + width)
         block = np.empty((weight_matrix.shape[1], stop - start), dtype=x.dtype)
         im2col_columns(x, kh, kw, stride_h, stride_w, start, block)
-        out[:, start:stop] = np.dot(weight_matrix, block)
+        copy_columns(np.dot(weight_matrix, block), start, out)
 
 
 @kernel
@@ -212,7 +223,7 @@ def weight_grad_chunks(x, dout_matrix, kh, kw, stride_h, stride_w, width, partia
         stop = min(columns, start + width)
         block = np.empty((partials.shape[2], stop - start), dtype=x.dtype)
         im2col_columns(x, kh, kw, stride_h, stride_w, start, block)
-        partials[chunk] = np.dot(np.ascontiguousarray(dout_matrix[:, start:stop]), block.T)
+        np.dot(np.ascontiguousarray(dout_matrix[:, start:stop]), block.T, partials[chunk])
 
 
 @kernel
@@ -222,7 +233,7 @@ def matmul_chunks(left, right, width, out):
     for chunk in prange(chunk_count(columns, width)):
         start = chunk * width
         stop = min(columns, start + width)
-        out[:, start:stop] = np.dot(left, np.ascontiguousarray(right[:, start:stop]))
+        copy_columns(np.dot(left, np.ascontiguousarray(right[:, start:stop])), start, out)
 
 
 def convolve(padded, weight_matrix, kernel, stride, out_hw):
