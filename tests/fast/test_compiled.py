@@ -236,3 +236,42 @@ def test_small_work_runs_the_serial_build_and_large_work_the_parallel_one(monkey
     kernel(jit.PARALLEL_FROM - 1, 0)
     kernel(jit.PARALLEL_FROM, 0)
     assert calls == ["serial", "parallel"]
+
+
+CACHE_SCRIPT = """
+import numpy as np
+from lenet5.fast.compiled import conv
+print(conv.__file__)
+sums = np.empty(2)
+conv.channel_sums(0, np.ones((2, 3)), sums)
+assert sums.tolist() == [3.0, 3.0]
+print(sum(conv.channel_sums.serial.stats.cache_hits.values()))
+"""
+
+
+def test_compiled_code_is_cached_in_the_users_cache_where_the_package_cannot_hold_it(tmp_path):
+    """A package installed where its own `__pycache__` cannot be written (here: a file stands in
+    its place, which stops root too) still caches its compiled code: in the user's cache
+    directory, Numba's own fallback, and a second process loads it from there."""
+    import shutil
+
+    import lenet5
+
+    package = tmp_path / "site" / "lenet5"
+    shutil.copytree(os.path.dirname(lenet5.__file__), package,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    (package / "fast" / "compiled" / "__pycache__").write_text("not a directory\n")
+    cache_home = tmp_path / "cache"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_CACHE")}
+    env.update(PYTHONPATH=str(package.parent), XDG_CACHE_HOME=str(cache_home), HOME=str(tmp_path))
+    hits = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", CACHE_SCRIPT], env=env, capture_output=True, text=True,
+                              timeout=600, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        where, hit_count = done.stdout.split()
+        assert where.startswith(str(package)), where  # the copy, not the checkout
+        hits.append(int(hit_count))
+    assert hits == [0, 1]  # compiled by the first process, loaded by the second
+    cached = sorted(path.name for path in cache_home.rglob("*") if path.suffix in (".nbi", ".nbc"))
+    assert any(name.startswith("conv.channel_sums") for name in cached), cached

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...nn.im2col import output_size
-from ..conv import BLOCK_BYTES, MIN_SMALL_PRODUCT_COLUMNS, SMALL_PRODUCT, ConvStep
-from ..step import check_input
+from ..conv import BLOCK_BYTES, MIN_SMALL_PRODUCT_COLUMNS, SMALL_PRODUCT
+from ..step import Step, check_input
 from ..windows import pad_spatial, unpad_spatial
 from .jit import kernel, prange, serial_kernel
 
@@ -245,13 +245,13 @@ def convolve(padded, weight_matrix, kernel, stride, out_hw):
     return out
 
 
-class CompiledConvStep(ConvStep):
+class CompiledConvStep(Step):
     """A `lenet5.nn.Conv2D` on (C, H, W, N) arrays: the direct loops for shallow layers on
     large batches; otherwise chunks of the column matrix and BLAS over the threads, and
     col2im for the input gradient (see the module docstring)."""
 
     def __init__(self, layer) -> None:
-        super().__init__(layer, blocked=True)
+        super().__init__(layer)
         depth = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
         self.direct = depth <= DIRECT_MAX_DEPTH
         self.connected = (np.ones((layer.out_channels, layer.in_channels), bool) if layer.connections is None

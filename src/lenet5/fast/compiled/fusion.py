@@ -20,6 +20,7 @@ from ..fusion import NormPoolReLU
 from ..norm import one_process
 from ..pooling import check_pool_input
 from .jit import kernel, prange
+from .pooling import window_maximum
 
 
 @kernel
@@ -48,22 +49,7 @@ def norm_pool_relu_forward(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu
         for oh in range(oh_count):
             for ow in range(ow_count):
                 best = normalised[c, oh, ow]
-                where = first_max[c, oh, ow]
-                first = x[c, oh * stride_h, ow * stride_w]
-                for n in range(batch):
-                    best[n] = first[n]
-                    where[n] = 0
-                for i in range(kh):
-                    for j in range(kw):
-                        if i == 0 and j == 0:
-                            continue
-                        candidates = x[c, oh * stride_h + i, ow * stride_w + j]
-                        offset = i * kw + j
-                        for n in range(batch):
-                            value = candidates[n]
-                            if value > best[n] or (value != value and best[n] == best[n]):
-                                best[n] = value
-                                where[n] = offset
+                window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, best, first_max[c, oh, ow])
                 result = out[c, oh, ow]
                 for n in range(batch):
                     z = (best[n] - m) * s

@@ -12,40 +12,45 @@ import numpy as np
 
 from ..pooling import AvgPoolStep, MaxPoolStep, SubsamplingStep, check_pool_input
 from ..windows import pad_spatial, unpad_spatial
-from .jit import kernel, prange
+from .jit import kernel, prange, serial_kernel
 
 # Offsets are stored in one byte: windows of up to 255 values (15×15) use the kernels.
 MAX_WINDOW = 255
 
 
+@serial_kernel
+def window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, best, where):
+    """best[n] = the maximum of the (KH, KW) window of x (C, H, W, N) under output (c, oh, ow),
+    for every sample n; where[n] (uint8) the offset i·KW + j of its first maximum. A NaN is
+    the maximum of any window that holds one, as NumPy's np.maximum has it."""
+    first = x[c, oh * stride_h, ow * stride_w]
+    for n in range(best.shape[0]):
+        best[n] = first[n]
+        where[n] = 0
+    for i in range(kh):
+        for j in range(kw):
+            if i == 0 and j == 0:
+                continue
+            values = x[c, oh * stride_h + i, ow * stride_w + j]
+            offset = i * kw + j
+            for n in range(best.shape[0]):
+                value = values[n]
+                # A strict > keeps the first of equal maxima; a NaN already held
+                # (best != best) is never replaced.
+                if value > best[n] or (value != value and best[n] == best[n]):
+                    best[n] = value
+                    where[n] = offset
+
+
 @kernel
 def max_pool_forward(x, kh, kw, stride_h, stride_w, out, first_max):
     """out[c, oh, ow, n] = max over the window of x (C, H, W, N); first_max (uint8, same
-    shape as out) the offset i·KW + j of its first maximum. A NaN is the maximum of any
-    window that holds one, as NumPy's np.maximum has it."""
-    channels, oh_count, ow_count, batch = out.shape
+    shape as out) the offset of its first maximum (`window_maximum`)."""
+    channels, oh_count, ow_count, _ = out.shape
     for c in prange(channels):
         for oh in range(oh_count):
             for ow in range(ow_count):
-                best = out[c, oh, ow]
-                where = first_max[c, oh, ow]
-                first = x[c, oh * stride_h, ow * stride_w]
-                for n in range(batch):
-                    best[n] = first[n]
-                    where[n] = 0
-                for i in range(kh):
-                    for j in range(kw):
-                        if i == 0 and j == 0:
-                            continue
-                        values = x[c, oh * stride_h + i, ow * stride_w + j]
-                        offset = i * kw + j
-                        for n in range(batch):
-                            value = values[n]
-                            # A strict > keeps the first of equal maxima; a NaN already
-                            # held (best != best) is never replaced.
-                            if value > best[n] or (value != value and best[n] == best[n]):
-                                best[n] = value
-                                where[n] = offset
+                window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, out[c, oh, ow], first_max[c, oh, ow])
 
 
 @kernel
