@@ -32,9 +32,11 @@ demo: setup
 	$(BIN)/lenet5 train --out $(RUN_DIR) --overwrite
 
 test: setup-test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-fast: setup-test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m 'not slow'
 
 bench: setup-test
