@@ -290,3 +290,78 @@ def test_the_report_of_a_1998_run_draws_its_codes_and_its_error_per_pass_and_oth
             assert image.format == "PNG" and min(image.size) > 100
     assert [path.name for _, path in lecun1998_pictures(build_model("lenet5-1998"), [], tmp_path)] == ["rbf_codes.png"]
     assert lecun1998_pictures(build_model("lenet5-1998-softmax"), history, tmp_path / "none") == []
+
+
+# -- the squashing after C1 and C3, and runs of the earlier revision -------------------------------
+@pytest.mark.parametrize("name", ["lenet5-1998", "lenet5-1998-softmax"])
+def test_every_layer_up_to_f6_squashes_its_sums_the_convolutions_too(name):
+    """Section II-B: each unit's weighted sum plus bias "is then passed through a sigmoid
+    squashing function"; so every trainable layer before the output is followed by one."""
+    model = build_model(name, seed=0)
+    layers = dict(zip(model.layer_names, model.layers))
+    assert model.architecture_revision == 2
+    for trainable in ("c1", "s2", "c3", "s4", "c5", "f6"):
+        after = model.layer_names[model.layer_names.index(trainable) + 1]
+        if after == "flatten":
+            after = model.layer_names[model.layer_names.index(after) + 1]
+        assert type(layers[after]).__name__ == "ScaledTanh", (trainable, after)
+
+
+def test_the_earlier_revision_has_the_same_parameters_and_weights_but_no_squashing_after_c1_and_c3():
+    today, earlier = build_model("lenet5-1998", seed=3), build_model("lenet5-1998", seed=3, revision=1)
+    assert [name for name in today.layer_names if name not in earlier.layer_names] == ["a1", "a3"]
+    assert today.state_dict().keys() == earlier.state_dict().keys()
+    for name, value in today.state_dict().items():
+        assert np.array_equal(earlier.state_dict()[name], value), name
+    x = np.random.default_rng(0).uniform(-0.1, 1.175, (2, 1, 32, 32))
+    assert not np.allclose(today.eval().forward(x), earlier.eval().forward(x))
+
+
+def test_an_unknown_revision_is_refused_in_one_line():
+    from lenet5.errors import Lenet5Error
+
+    with pytest.raises(Lenet5Error, match=r"model 'lenet5-1998' has no revision 7; this lenet5 builds revisions 1, 2"):
+        build_model("lenet5-1998", revision=7)
+
+
+def test_a_run_saved_before_revisions_loads_and_predicts_as_it_was_trained(tmp_path):
+    """A model file without `architecture_revision` (every run before it was saved) is
+    revision 1: it is rebuilt without the squashing after C1 and C3, and predicts as the
+    network it was trained as did."""
+    from lenet5.serialization import load_model, save_model
+
+    trained = build_model("lenet5-1998", seed=4, revision=1)
+    del trained.architecture_revision  # as a lenet5 that knew no revisions saved it
+    save_model(tmp_path / "model.npz", trained, {"preprocessing": {"method": "lecun", "pad": 2}})
+    assert "architecture_revision" not in (tmp_path / "model.json").read_text()
+    loaded, _ = load_model(tmp_path / "model.npz")
+    assert loaded.layer_names == trained.layer_names and loaded.architecture_revision == 1
+    x = np.random.default_rng(1).uniform(-0.1, 1.175, (3, 1, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.forward(x), trained.eval().forward(x))
+
+    today = build_model("lenet5-1998", seed=4)
+    save_model(tmp_path / "today.npz", today, {"preprocessing": {"method": "lecun", "pad": 2}})
+    reloaded, metadata = load_model(tmp_path / "today.npz")
+    assert metadata["architecture_revision"] == 2 and reloaded.layer_names == today.layer_names
+
+
+def test_resuming_a_checkpoint_of_the_earlier_revision_is_refused_in_one_line(tmp_path):
+    splits = synthetic_splits(n_train=16)
+    run_dir = tmp_path / "run"
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    config = config_1998(epochs=1, batch_size=8).resolved()
+    model = build_model(config.model, seed=seeds(config).init, revision=1)
+    trainer = Trainer(model, make_optimizer(config, model.parameters()), make_schedule(config),
+                      get_spec(config.model).make_loss(), FastModel(model), config=config, splits=splits,
+                      run_dir=run_dir, progress=False, log=open(run_dir / "log.txt", "w"))
+    trainer.fit()
+    checkpoint = Checkpoint(run_dir / "checkpoint.npz")  # opens: its arrays are the revision's
+    resumed = make_trainer(run_dir, checkpoint.config, splits, log_name="log2")
+    from lenet5.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as refused:
+        resumed.restore()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "checkpoint is of lenet5-1998 revision 1, without the squashing after C1 and C3" in message
+    assert "this lenet5 trains revision 2: start a new run" in message

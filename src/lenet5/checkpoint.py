@@ -26,10 +26,12 @@ import numpy as np
 
 from . import __version__
 from .errors import CheckpointError, Lenet5Error
-from .models import build_model
+from .models import describe_revision
 from .nn import Dropout
 from .recipe import TrainConfig, make_optimizer, upgrade_saved
-from .serialization import check_weights, load_arrays, save_arrays
+from .serialization import (
+    architecture_revision, build_architecture, check_weights, load_arrays, revision_metadata, save_arrays,
+)
 
 
 def new_partial() -> dict[str, Any]:
@@ -80,6 +82,7 @@ def save_checkpoint(path: str | Path, *, model, optimizer, config: TrainConfig, 
         **metadata,
         "kind": "checkpoint",
         "architecture": model.name,
+        **revision_metadata(model),
         "hyperparameters": asdict(config),
         "versions": versions(),
         "training": _jsonable(training),
@@ -118,6 +121,12 @@ class Checkpoint:
         if self.metadata["architecture"] != model.name:
             raise CheckpointError(f"{where}: checkpoint is for model {self.metadata['architecture']!r}, "
                                   f"not {model.name!r}")
+        saved, building = architecture_revision(self.metadata), getattr(model, "architecture_revision", 1)
+        if saved != building:
+            # Same parameters, other layers: resuming would go on training another network.
+            raise CheckpointError(f"{where}: checkpoint is of {model.name} {describe_revision(model.name, saved)}; "
+                                  f"this lenet5 trains {describe_revision(model.name, building)}: start a new run "
+                                  f"(evaluate, predict, export and serve still read this one as it was trained)")
         weights = _prefixed(self.arrays, "model.")  # checked when the file was opened
         try:
             model.load_state_dict(weights, strict=True)
@@ -135,7 +144,7 @@ class Checkpoint:
         hold, with its shape: the model's state dict and its optimiser's state."""
         config = _check_config(metadata.get("hyperparameters"), metadata["architecture"], self.where)
         self.training = _check_training(metadata.get("training"), config, self.where)
-        model = build_model(config.model, seed=0)
+        model = build_architecture(metadata, self.where)
         members = {f"model.{name}": value.shape for name, value in model.state_dict().items()}
         self._model_keys = list(members)
         self._optimizer_keys = _optimizer_state_shapes(config, model, self.where)

@@ -1,12 +1,17 @@
 """The LeNet-5 family by name, each knowing its input preprocessing and training defaults.
 
 `build_model(name, seed)` gives a fresh `Sequential`; `MODELS[name]` describes it.
+
+A model whose layers change gets a new `revision`, saved with every run, and keeps its
+earlier builds: a run is always rebuilt as it was trained, never as today's layers (a
+parameter-free layer added, as the 1998 network's squashing after C1 and C3 was, would
+otherwise load the old weights into the new network without a word).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -44,6 +49,7 @@ class TrainingDefaults:
     augment_delay: int = 0  # epochs trained on the images as drawn before the distortions start
     clean_epochs: int = 0  # the last epochs, trained on the images as drawn again
     order: str = "shuffle"  # "shuffle": a new permutation each epoch; "fixed": one, reused
+    validation: int = 5000  # training images held out to validate on; 0 trains on all 60,000
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class ModelSpec:
     # What the model trains and is evaluated with: "softmax" (cross-entropy on the logits) or
     # "map" (LeCun et al. 1998's MAP criterion on the RBF outputs, with j = MAP_J).
     loss: str = "softmax"
+    revision: int = 1
+    earlier_builds: Mapping[int, Callable[[np.random.Generator], Sequential]] = field(default_factory=dict)
+    # What each earlier revision was, for the one-line errors that name it.
+    earlier_revisions: Mapping[int, str] = field(default_factory=dict)
 
     def make_loss(self):
         """A fresh loss object: `value_and_grad(logits, labels) -> (loss, dlogits)`."""
@@ -144,34 +154,43 @@ def _simple_cnn(rng):
     ]
 
 
-def _lenet5_1998_features(rng, weight_init):
+def _lenet5_1998_features(rng, weight_init, squash_convolutions: bool = True):
     """C1 to F6 of LeNet-5 as published: trainable subsampling, the C3 table, f(a) =
-    1.7159·tanh(2a/3)."""
+    1.7159·tanh(2a/3) after every layer up to F6. Section II-B: each unit's weighted sum plus
+    bias "is then passed through a sigmoid squashing function", the convolutions' too, as in
+    LeCun's own Lush implementation, whose convolution layer "includes bias and sigmoid".
+    Revision 1 (until 2026-12-05, `squash_convolutions=False`) went from C1 straight into S2
+    and from C3 into S4. The squashing has no parameters, so both draw the same weights."""
     lecun = dict(weight_init=weight_init, rng=rng)
-    return [
-        ("c1", Conv2D(1, 6, 5, **lecun)), ("s2", Subsampling(6)), ("a2", ScaledTanh()),
-        ("c3", Conv2D(6, 16, 5, connections=C3_CONNECTIONS, **lecun)), ("s4", Subsampling(16)),
-        ("a4", ScaledTanh()),
+    c1 = [("c1", Conv2D(1, 6, 5, **lecun))] + ([("a1", ScaledTanh())] if squash_convolutions else [])
+    c3 = ([("c3", Conv2D(6, 16, 5, connections=C3_CONNECTIONS, **lecun))]
+          + ([("a3", ScaledTanh())] if squash_convolutions else []))
+    return c1 + [("s2", Subsampling(6)), ("a2", ScaledTanh())] + c3 + [
+        ("s4", Subsampling(16)), ("a4", ScaledTanh()),
         ("c5", Conv2D(16, 120, 5, **lecun)), ("a5", ScaledTanh()),
         ("flatten", Flatten()),
         ("f6", Dense(120, 84, **lecun)), ("a6", ScaledTanh()),
     ]
 
 
-def _lenet5_1998(rng):
+def _lenet5_1998(rng, squash_convolutions: bool = True):
     """LeNet-5 as published, end to end: F6 feeds ten Euclidean RBF units whose centres are
     fixed, each the stylised 7×12 bitmap of its digit (`lenet5.lecun1998`). Weights are
     uniform in ±2.4/√F_i (the paper prints ±2.4/F_i: see `uniform_over_sqrt_fan_in`)."""
     output = RBF(84, 10, centers=rbf_codes(), trainable=False)
-    return _lenet5_1998_features(rng, uniform_over_sqrt_fan_in) + [("output", output)]
+    return _lenet5_1998_features(rng, uniform_over_sqrt_fan_in, squash_convolutions) + [("output", output)]
 
 
-def _lenet5_1998_softmax(rng):
+def _lenet5_1998_softmax(rng, squash_convolutions: bool = True):
     """The same network with its RBF output replaced by a dense layer under softmax
     cross-entropy, weights uniform in ±2.4/F_i: what `lenet5-1998` was before it became the
     paper's."""
-    features = _lenet5_1998_features(rng, "lecun_uniform_1998")
+    features = _lenet5_1998_features(rng, "lecun_uniform_1998", squash_convolutions)
     return features + [("output", Dense(84, 10, weight_init="lecun_uniform_1998", rng=rng))]
+
+
+# Revision 1 of the two 1998 networks: no squashing after C1 and C3.
+UNSQUASHED_CONVOLUTIONS = "revision 1, without the squashing after C1 and C3, before 2026-12-05"
 
 
 def _child(rng: np.random.Generator) -> np.random.Generator:
@@ -234,14 +253,19 @@ MODELS: dict[str, ModelSpec] = {
             # (docs/lenet5-1998.md), on batches of 4 patterns with the step scaled by the batch
             # size (lenet5.recipe.sdlm_step_scale); --batch-size 1 is the paper's exactly.
             TrainingDefaults(epochs=20, batch_size=4, optimizer="sdlm", lr=5e-4, schedule="lecun1998",
-                             order="fixed"),
-            loss="map",
+                             order="fixed", validation=0),
+            loss="map", revision=2,
+            earlier_builds={1: lambda rng: _lenet5_1998(rng, squash_convolutions=False)},
+            earlier_revisions={1: UNSQUASHED_CONVOLUTIONS},
         ),
         ModelSpec(
             "lenet5-1998-softmax", "LeNet-5 1998 with a dense output layer under softmax cross-entropy",
             _lenet5_1998_softmax, Preprocessing("lecun", 2),
             TrainingDefaults(epochs=15, batch_size=64, optimizer="momentum", lr=0.02, momentum=0.9,
                              schedule="cosine"),
+            revision=2,
+            earlier_builds={1: lambda rng: _lenet5_1998_softmax(rng, squash_convolutions=False)},
+            earlier_revisions={1: UNSQUASHED_CONVOLUTIONS},
         ),
     )
 }
@@ -254,11 +278,29 @@ def get_spec(name: str) -> ModelSpec:
         raise Lenet5Error(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
 
 
-def build_model(name: str = "lenet5", seed: int | None = 0) -> Sequential:
-    """A freshly initialised model; the same seed gives the same weights, bit for bit."""
+def build_model(name: str = "lenet5", seed: int | None = 0, revision: int | None = None) -> Sequential:
+    """A freshly initialised model; the same seed gives the same weights, bit for bit.
+
+    revision: an earlier revision of the model's layers, for a run trained on it (None:
+    today's). The model's `architecture_revision` says which it is; savers record it.
+    """
     spec = get_spec(name)
+    revision = spec.revision if revision is None else revision
+    build = spec.build if revision == spec.revision else spec.earlier_builds.get(revision)
+    if build is None:
+        known = sorted({spec.revision, *spec.earlier_builds})
+        raise Lenet5Error(f"model {name!r} has no revision {revision}; this lenet5 builds revisions "
+                          f"{', '.join(map(str, known))}")
     rng = np.random.default_rng(seed)
-    return Sequential(*spec.build(rng), name=name, input_shape=spec.input_shape)
+    model = Sequential(*build(rng), name=name, input_shape=spec.input_shape)
+    model.architecture_revision = revision
+    return model
+
+
+def describe_revision(name: str, revision: int) -> str:
+    """'revision 2' of today's layers, or what an earlier revision was."""
+    spec = get_spec(name)
+    return spec.earlier_revisions.get(revision, f"revision {revision}")
 
 
 def second_order_gap(name: str) -> str | None:

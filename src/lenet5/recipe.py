@@ -25,7 +25,7 @@ SCHEDULES = ("constant", "step", "exponential", "cosine", "lecun1998")
 ORDERS = ("shuffle", "fixed")
 # The settings a model's TrainingDefaults supplies when the config leaves them None.
 DEFAULTED = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment",
-             "augment_strength", "augment_delay", "clean_epochs", "order")
+             "augment_strength", "augment_delay", "clean_epochs", "order", "validation")
 
 
 @dataclass
@@ -54,7 +54,7 @@ class TrainConfig:
     clean_epochs: int | None = None  # the last epochs, trained on the images as drawn after the distortions
     order: str | None = None  # one of ORDERS
     mu: float = 0.02  # SDLM's μ: the step is lr / (mu + h) (LeCun et al. 1998, appendix C)
-    validation: int = 5000
+    validation: int | None = None  # training images held out; the model's default (5000; 0 for lenet5-1998)
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images (tests, quick looks)
     test_limit: int | None = None

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.lib import format as npformat
 
-from .errors import CheckpointError
+from .errors import CheckpointError, Lenet5Error
 from .fileio import atomic_write, atomic_write_text
 
 FORMAT_NAME = "lenet5"
@@ -32,6 +32,7 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "format_version": (int, True),
     "kind": (str, True),
     "architecture": (str, True),
+    "architecture_revision": (int, False),  # absent in runs saved before revisions: 1
     "preprocessing": (dict, True),
     "dataset": (str, False),
     "hyperparameters": (dict, False),
@@ -217,17 +218,31 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def architecture_shapes(architecture: str, where: str) -> dict[str, tuple[int, ...]]:
-    """The state dict shapes of the named architecture, from a freshly built model."""
+def architecture_revision(metadata: dict[str, Any]) -> int:
+    """The revision of its model's layers a file was saved with (1 before revisions were saved)."""
+    return metadata.get("architecture_revision", 1)
+
+
+def build_architecture(metadata: dict[str, Any], where: str):
+    """A fresh model (seed 0) of the architecture and revision the metadata names."""
     from .models import MODELS, build_model
 
+    architecture = metadata["architecture"]
     if architecture not in MODELS:
         raise CheckpointError(f"{where}: unknown architecture {architecture!r}")
-    return {name: value.shape for name, value in build_model(architecture, seed=0).state_dict().items()}
+    try:
+        return build_model(architecture, seed=0, revision=architecture_revision(metadata))
+    except Lenet5Error as error:
+        raise CheckpointError(f"{where}: {error}") from None
+
+
+def architecture_shapes(metadata: dict[str, Any], where: str) -> dict[str, tuple[int, ...]]:
+    """The state dict shapes of the named architecture, from a freshly built model."""
+    return {name: value.shape for name, value in build_architecture(metadata, where).state_dict().items()}
 
 
 def _default_expected(metadata: dict[str, Any], path: Path) -> dict[str, tuple[int, ...]] | set:
-    shapes = architecture_shapes(metadata["architecture"], str(path))
+    shapes = architecture_shapes(metadata, str(path))
     if metadata["kind"] == "model":
         return shapes
     return set(shapes.values()) | {()}  # any member shaped like a model array, or a scalar
@@ -277,13 +292,9 @@ def validate_metadata(metadata: Any, where: str) -> None:
 
 
 def build_from_metadata(arrays: dict[str, np.ndarray], metadata: dict[str, Any], where: str, prefix: str = ""):
-    """Rebuild the architecture named in the metadata and load its state strictly."""
-    from .models import MODELS, build_model
-
+    """Rebuild the architecture (and revision) named in the metadata and load its state strictly."""
     architecture = metadata["architecture"]
-    if architecture not in MODELS:
-        raise CheckpointError(f"{where}: unknown architecture {architecture!r}")
-    model = build_model(architecture, seed=0)
+    model = build_architecture(metadata, where)
     state = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
     check_weights(state, where, prefix)  # before loading: load_state_dict would cast ints silently
     try:
@@ -302,10 +313,17 @@ def check_weights(state: dict[str, np.ndarray], where: str, prefix: str = "") ->
             raise CheckpointError(f"{where}: {prefix}{name} holds non-finite values")
 
 
+def revision_metadata(model) -> dict[str, int]:
+    """The revision of a zoo model's layers, for its file's metadata (a hand-built model has none)."""
+    revision = getattr(model, "architecture_revision", None)
+    return {} if revision is None else {"architecture_revision": revision}
+
+
 def save_model(path: str | Path, model, metadata: dict[str, Any]) -> None:
     """`model.npz` (state dict + metadata) and a readable `model.json` beside it."""
     path = Path(path)
-    metadata = {**metadata, "kind": "model", "architecture": model.name}
+    metadata = {**metadata, "kind": "model", "architecture": model.name,
+                **revision_metadata(model)}
     save_arrays(path, model.state_dict(), metadata)
     full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **metadata}
     atomic_write_text(path.with_suffix(".json"), json.dumps(full, indent=2) + "\n")
