@@ -27,9 +27,9 @@ MOST_WORKERS = max(2, usable_cores())
     ("train", "--validation", "-1", "an integer >= 0"),
     ("train", "--augment-strength", "5", "a number in 0..4"),
     ("train", "--augment-strength", "nan", "a number in 0..4"),
-    ("train", "--workers", "1000", f"an integer in 1..{MOST_WORKERS}"),
-    ("train", "--workers", "0", f"an integer in 1..{MOST_WORKERS}"),
-    ("train", "--workers", "two", f"an integer in 1..{MOST_WORKERS}"),
+    ("serve", "--workers", "1000", f"an integer in 1..{MOST_WORKERS}"),
+    ("serve", "--workers", "0", f"an integer in 1..{MOST_WORKERS}"),
+    ("serve", "--workers", "two", f"an integer in 1..{MOST_WORKERS}"),
     ("train", "--out", "", "a directory path"),
     ("gradcheck", "--entries", "0", "a positive integer"),
     ("gradcheck", "--batch-size", "-2", "a positive integer"),
@@ -46,11 +46,11 @@ def test_a_bad_value_is_refused_in_one_line_when_parsed(tmp_path, command, optio
     assert not (tmp_path / "run").exists() and done.stdout == ""
 
 
-def test_auto_and_a_count_within_the_cores_are_accepted():
-    from lenet5.arguments import worker_count
+def test_auto_and_a_count_within_the_cores_are_accepted_as_serve_s_processes():
+    from lenet5.arguments import AUTO_WORKERS_MAX, worker_count
 
     assert worker_count("1") == 1 and worker_count(str(MOST_WORKERS)) == MOST_WORKERS
-    assert 1 <= worker_count("auto") <= MOST_WORKERS
+    assert worker_count("auto") == min(usable_cores(), AUTO_WORKERS_MAX)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -70,7 +70,7 @@ def test_a_batch_larger_than_the_training_set_or_a_one_image_set_is_refused_befo
 
 def test_resume_refuses_settings_that_differ_from_the_run_s_own(tmp_path, mnist_dir):
     run = ["--data-dir", str(mnist_dir), "--model", "relu", "--train-limit", "300", "--validation", "100", "--test-limit", "50", "--epochs", "1",
-           "--batch-size", "50", "--lr", "0.001", "--no-progress", "--workers", "1", "--out", str(tmp_path / "run")]
+           "--batch-size", "50", "--lr", "0.001", "--no-progress", "--out", str(tmp_path / "run")]
 
     def train(*extra):
         return subprocess.run([sys.executable, "-m", "lenet5", "train", *run, *extra],
@@ -81,6 +81,6 @@ def test_resume_refuses_settings_that_differ_from_the_run_s_own(tmp_path, mnist_
     done = train("--resume", "--model", "classic", "--lr", "0.5")
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
-    assert "--model, --lr cannot change them (--epochs and --workers can)" in lines[0]
+    assert "--model, --lr cannot change them (--epochs can)" in lines[0]
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == checkpoint
     assert train("--resume", "--epochs", "2").returncode == 0  # the same settings again are no change

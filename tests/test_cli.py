@@ -44,23 +44,38 @@ def test_train_prints_test_accuracy_and_writes_it(small_run):
     assert result.stdout.count("epoch ") == 3
 
 
-def test_resume_keeps_the_worker_count_it_was_saved_with(tmp_path, mnist_dir):
-    # Two processes round unlike one, so a resumed run goes on with the count it began with
-    # unless --workers says otherwise.
+def test_a_run_saved_by_the_two_process_engine_loads_evaluates_and_resumes_in_one_process(tmp_path, mnist_dir):
+    # lenet5 wrote `workers` into a run's settings until its data-parallel engine was retired;
+    # such a run still works, and a resume says in one line that its sums will not match.
     from lenet5.checkpoint import Checkpoint
+    from lenet5.classifier import load
+    from lenet5.serialization import load_arrays, save_arrays
 
     run_dir = tmp_path / "run"
     args = [*SMALL, "--train-limit", "400", "--validation", "100", "--test-limit", "100", "--out", run_dir,
             "--data-dir", mnist_dir]
-    first = lenet5("train", *args, "--epochs", "1", "--workers", "2", check=True)
-    assert "2 processes" in first.stdout
-    assert Checkpoint(run_dir / "checkpoint.npz").config.workers == 2
+    lenet5("train", *args, "--epochs", "1", check=True)
+    for name, kind in (("checkpoint.npz", "checkpoint"), ("model.npz", "model")):
+        arrays, metadata = load_arrays(run_dir / name, kind=kind)
+        metadata["hyperparameters"]["workers"] = 2
+        save_arrays(run_dir / name, arrays, metadata)
+    settings = json.loads((run_dir / "model.json").read_text())
+    settings["hyperparameters"]["workers"] = 2
+    (run_dir / "model.json").write_text(json.dumps(settings))
+    assert load(run_dir).probabilities(np.zeros((2, 28, 28), np.uint8)).shape == (2, 10)  # as serve and predict load it
+    evaluated = lenet5("evaluate", run_dir, "--data-dir", mnist_dir, "--json", check=True)
+    assert json.loads(evaluated.stdout)["count"] == 10_000 and json.loads(evaluated.stdout)["accuracy"] > 0.1
+
     resumed = lenet5("train", *args, "--epochs", "2", "--resume", check=True)
-    assert "resuming" in resumed.stdout and "steps, 2 processes)" in resumed.stdout
-    assert Checkpoint(run_dir / "checkpoint.npz").config.workers == 2
-    again = lenet5("train", *args, "--epochs", "3", "--resume", "--workers", "1", check=True)
-    assert "(compiled kernels on" in again.stdout
-    assert json.loads((run_dir / "model.json").read_text())["hyperparameters"]["workers"] == 1
+    notes = [line for line in resumed.stderr.splitlines() if "processes" in line]
+    assert notes == [f"lenet5: {run_dir} was trained on 2 processes, which were retired: it continues in one "
+                     "process, so its results will not be bit-identical to an uninterrupted 2-process run "
+                     "(the processes summed gradients in another order)"], resumed.stderr
+    assert "resuming" in resumed.stdout and "epoch  2/2" in resumed.stdout
+    assert Checkpoint(run_dir / "checkpoint.npz").training["epoch"] == 2
+    assert "workers" not in json.loads((run_dir / "model.json").read_text())["hyperparameters"]
+    again = lenet5("train", *args, "--epochs", "3", "--resume", check=True)  # saved since: one process
+    assert "processes" not in again.stderr
 
 
 def test_a_run_keeps_its_backend_and_an_older_run_resumes_on_the_numpy_steps(tmp_path, mnist_dir):
@@ -70,12 +85,12 @@ def test_a_run_keeps_its_backend_and_an_older_run_resumes_on_the_numpy_steps(tmp
 
     run_dir = tmp_path / "run"
     args = [*SMALL, "--train-limit", "300", "--validation", "100", "--test-limit", "100", "--out", run_dir,
-            "--data-dir", mnist_dir, "--workers", "1"]
+            "--data-dir", mnist_dir]
     first = lenet5("train", *args, "--epochs", "1", "--backend", "numpy", check=True)
-    assert "numpy steps, 1 process" in first.stdout
+    assert "numpy steps, BLAS on" in first.stdout
     assert Checkpoint(run_dir / "checkpoint.npz").config.backend == "numpy"
     resumed = lenet5("train", *args, "--epochs", "2", "--resume", check=True)
-    assert "(numpy steps, 1 process)" in resumed.stdout
+    assert "(numpy steps, BLAS on" in resumed.stdout
     refused = lenet5("train", *args, "--epochs", "3", "--resume", "--backend", "compiled")
     assert refused.returncode != 0 and "--backend cannot change them" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -146,8 +161,15 @@ def test_error_paths_are_one_line_with_a_nonzero_exit(args, fragments, code):
 def test_bad_arguments_exit_2():
     result = lenet5("train", "--epochs", "many")
     assert result.returncode == 2 and "expected a positive integer, found 'many'" in result.stderr
-    result = lenet5("train", "--workers", "0")
-    assert result.returncode == 2 and "expected 'auto' or an integer in 1.." in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--workers", "2"], ["--workers"], ["--epochs", "1", "--workers=auto"],
+                                  ["--resume", "--out", "runs/none", "--workers", "1"]])
+def test_the_retired_workers_option_of_train_is_refused_in_one_line(args, tmp_path):
+    result = lenet5("train", *args, cwd=tmp_path)
+    assert_one_line_error(result, "lenet5 train: error: --workers was retired: training runs in one process, "
+                                  "its compiled kernels on threads (--threads N)", code=2)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_run_directory_from_another_version_and_unreadable_images(small_run, tmp_path):
@@ -218,13 +240,13 @@ def test_without_numba_train_says_so_in_one_line_and_trains_on_the_numpy_steps(t
     (blocker / "numba" / "__init__.py").write_text("raise ImportError('numba is blocked for this test')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
     args = [*SMALL, "--train-limit", "300", "--validation", "100", "--test-limit", "100", "--epochs", "1",
-            "--workers", "1", "--out", tmp_path / "run", "--data-dir", mnist_dir]
+            "--out", tmp_path / "run", "--data-dir", mnist_dir]
     done = lenet5("train", *args, env=env)
     assert done.returncode == 0, done.stderr
     notes = [line for line in done.stderr.splitlines() if "Numba" in line]
     assert notes == ["lenet5: Numba or SciPy is missing, so this run trains on the NumPy steps; "
                      "pip install 'lenet5[fast]' for the compiled kernels"]
-    assert "numpy steps, 1 process" in done.stdout and "Traceback" not in done.stderr
+    assert "numpy steps, BLAS on" in done.stdout and "Traceback" not in done.stderr
     asked = lenet5("train", *args, "--backend", "compiled", "--overwrite", env=env)
     assert asked.returncode != 0 and "Traceback" not in asked.stderr
     assert "--backend compiled needs Numba and SciPy: pip install 'lenet5[fast]'" in asked.stderr

@@ -26,7 +26,7 @@ from .crafted import DELETE, set_field
 from .test_cli import assert_one_line_error, lenet5
 
 TINY = ["--model", "relu", "--train-limit", "300", "--validation", "100", "--test-limit", "100", "--epochs", "1",
-        "--batch-size", "64", "--augment", "none", "--no-progress", "--workers", "1"]
+        "--batch-size", "64", "--augment", "none", "--no-progress"]
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
 
@@ -71,7 +71,7 @@ def test_a_full_disk_at_the_final_save_names_the_file_and_keeps_the_checkpoint(r
     (run_copy / "model.npz").unlink()
     before = snapshot(run_copy)
     args = [sys.executable, "-m", "lenet5", "train", "--out", str(run_copy), "--resume", "--data-dir",
-            str(mnist_dir), "--workers", "1", "--no-progress"]
+            str(mnist_dir), "--no-progress"]
     result = subprocess.run(args, capture_output=True, text=True, timeout=600, preexec_fn=limit_file_size(4096))
     assert_one_line_error(result, "cannot write", "model.npz", "file too large", "--resume")
     assert "unreadable" not in result.stderr

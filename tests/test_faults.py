@@ -92,15 +92,13 @@ def test_a_full_disk_stops_training_with_a_clear_message_and_keeps_the_last_chec
     subprocess.run(first, check=True, capture_output=True, timeout=600)
     before = (run_dir / "checkpoint.npz").read_bytes()
     (run_dir / "model.npz").unlink()
-    # One process: the file-size limit would also refuse the workers' shared memory (a file
-    # in /dev/shm), which a full disk does not.
-    result = subprocess.run(command(run_dir, mnist_dir, "--resume", "--epochs", "4", "--workers", "1"),
+    result = subprocess.run(command(run_dir, mnist_dir, "--resume", "--epochs", "4"),
                             capture_output=True, text=True, timeout=600, preexec_fn=_limit_file_size(64 * 1024))
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()[-1]
     assert "cannot write checkpoint" in message and "the last good checkpoint is kept" in message
     assert (run_dir / "checkpoint.npz").read_bytes() == before
     assert no_temporary_files(run_dir)
-    resumed = subprocess.run(command(run_dir, mnist_dir, "--resume", "--epochs", "4", "--workers", "1"),
+    resumed = subprocess.run(command(run_dir, mnist_dir, "--resume", "--epochs", "4"),
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and "test accuracy" in resumed.stdout

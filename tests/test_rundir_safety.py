@@ -19,7 +19,7 @@ from lenet5.fileio import remove_stale_temporaries
 from lenet5.rundir import PREVIOUS_RUN, PREVIOUS_RUN_MOVING, RunDirError, claim_run_dir, prepare_run_dir
 
 TINY = ["--model", "relu", "--train-limit", "256", "--validation", "64", "--test-limit", "64", "--epochs", "1",
-        "--batch-size", "32", "--augment", "none", "--workers", "1", "--no-progress"]
+        "--batch-size", "32", "--augment", "none", "--no-progress"]
 
 
 def lenet5(*args, env=None):

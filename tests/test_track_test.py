@@ -6,12 +6,12 @@ import json
 import numpy as np
 
 from lenet5.evaluation import evaluate
-from tests.test_train import closing, run  # noqa: F401
+from tests.test_train import run
 
 
-def test_tracking_records_each_epochs_test_accuracy_and_changes_no_weight(tmp_path, closing):
-    tracked, metrics, run_dir = run(tmp_path, closing, "tracked", epochs=3, track_test=True)
-    plain, _, plain_dir = run(tmp_path, closing, "plain", epochs=3)
+def test_tracking_records_each_epochs_test_accuracy_and_changes_no_weight(tmp_path):
+    tracked, metrics, run_dir = run(tmp_path, "tracked", epochs=3, track_test=True)
+    plain, _, plain_dir = run(tmp_path, "plain", epochs=3)
     for name, value in plain.model.state_dict().items():  # evaluation draws no random number
         assert np.array_equal(tracked.model.state_dict()[name], value), name
     assert [row["test_accuracy"] for row in plain.history] == [None] * 3

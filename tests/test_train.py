@@ -13,7 +13,7 @@ import pytest
 from lenet5.checkpoint import Checkpoint
 from lenet5.engine import make_engine
 from lenet5.errors import CheckpointError, Lenet5Error
-from lenet5.fast import DataParallel, FastModel
+from lenet5.fast import FastModel
 from lenet5.models import MODELS, build_model
 from lenet5.nn import Dropout, SoftmaxCrossEntropy
 from lenet5.recipe import TrainConfig, make_optimizer, make_schedule, seeds
@@ -51,7 +51,7 @@ def make_trainer(run_dir, config, splits, engine=None, log_name="log.txt", **opt
     config = config.resolved()
     model = build_model(config.model, seed=seeds(config).init)
     optimizer = make_optimizer(config, model.parameters())
-    engine = engine(model) if engine else make_engine(model, config.workers)
+    engine = engine(model) if engine else make_engine(model)
     return Trainer(model, optimizer, make_schedule(config), SoftmaxCrossEntropy(), engine, config=config,
                    splits=splits, run_dir=run_dir, progress=False, log=open(run_dir / log_name, "w"), **options)
 
@@ -72,27 +72,17 @@ def fit_until_interrupted(trainer, interrupt_at_step: int) -> None:
         trainer.fit()
 
 
-@pytest.fixture
-def closing():
-    """Trainers whose engines the test closes at its end (DataParallel holds processes)."""
-    trainers = []
-    yield trainers.append
-    for trainer in trainers:
-        trainer.engine.close()
-
-
-def run(tmp_path, closing, name="run", splits=None, **overrides):
+def run(tmp_path, name="run", splits=None, **overrides):
     run_dir = tmp_path / name
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     trainer = make_trainer(run_dir, small_config(**overrides), splits or synthetic_splits())
-    closing(trainer)
     trainer.fit()
     metrics = trainer.finish()
     return trainer, metrics, run_dir
 
 
-def test_a_run_writes_every_file_and_learns(tmp_path, closing):
-    trainer, metrics, run_dir = run(tmp_path, closing, epochs=4)
+def test_a_run_writes_every_file_and_learns(tmp_path):
+    trainer, metrics, run_dir = run(tmp_path, epochs=4)
     for name in ("model.npz", "model.json", "checkpoint.npz", "history.csv", "history.json", "metrics.json"):
         assert (run_dir / name).is_file(), name
     saved = json.loads((run_dir / "metrics.json").read_text())
@@ -106,12 +96,12 @@ def test_a_run_writes_every_file_and_learns(tmp_path, closing):
     assert json.loads((run_dir / "history.json").read_text()) == trainer.history
     model, metadata = load_model(run_dir)
     assert metadata["architecture"] == "lenet5" and metadata["metrics"]["test_accuracy"] == saved["test_accuracy"]
-    assert metadata["hyperparameters"]["workers"] == 1
+    assert "workers" not in metadata["hyperparameters"]  # training runs in one process: no count to save
     for name, value in trainer.model.state_dict().items():
         assert np.array_equal(model.state_dict()[name], value), name
 
 
-def test_the_step_is_forward_loss_backward_step_through_the_engine(tmp_path, closing):
+def test_the_step_is_forward_loss_backward_step_through_the_engine(tmp_path):
     calls = []
 
     class Recording(FastModel):  # the trainer sees only the engine's interface
@@ -127,7 +117,6 @@ def test_the_step_is_forward_loss_backward_step_through_the_engine(tmp_path, clo
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     trainer = make_trainer(run_dir, small_config(epochs=1, validation=0), synthetic_splits(n_train=40),
                            engine=Recording)
-    closing(trainer)
     step = trainer.optimizer.step
     trainer.optimizer.step = lambda: (calls.append(("step",)), step())
     trainer.fit()
@@ -135,42 +124,37 @@ def test_the_step_is_forward_loss_backward_step_through_the_engine(tmp_path, clo
                      ("forward", 8), ("backward", (8, 10), False), ("step",)]
 
 
-def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path, closing):
-    first, metrics_a, _ = run(tmp_path, closing, "a")
-    second, metrics_b, _ = run(tmp_path, closing, "b")
+def test_same_seed_gives_bit_identical_weights_and_metrics(tmp_path):
+    first, metrics_a, _ = run(tmp_path, "a")
+    second, metrics_b, _ = run(tmp_path, "b")
     for name, value in first.model.state_dict().items():
         assert np.array_equal(second.model.state_dict()[name], value), name
     strip = lambda history: [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
                              for row in history]
     assert strip(first.history) == strip(second.history)
     assert metrics_a["test_accuracy"] == metrics_b["test_accuracy"]
-    third, _, _ = run(tmp_path, closing, "c", seed=8)
+    third, _, _ = run(tmp_path, "c", seed=8)
     assert not np.array_equal(third.model.state_dict()["conv1.weight"], first.model.state_dict()["conv1.weight"])
 
 
-@pytest.mark.parametrize("interrupt_at_step, augment, workers", [(3, 0, 1), (6, 0, 1), (13, 0, 1), (4, 2, 1),
-                                                                 (4, 0, 2), (13, 2, 2)])
-def test_resume_after_interrupt_is_bit_identical(tmp_path, closing, interrupt_at_step, augment, workers):
-    # steps 3: mid-epoch; 6: an epoch boundary; 13: the last epoch; 4 with random shifts;
-    # and batches split over two processes. The model has two Dropout layers.
+@pytest.mark.parametrize("interrupt_at_step, augment", [(3, 0), (6, 0), (13, 0), (4, 2), (13, 2)])
+def test_resume_after_interrupt_is_bit_identical(tmp_path, interrupt_at_step, augment):
+    # steps 3: mid-epoch; 6: an epoch boundary; 13: the last epoch; 4 and 13 with random
+    # shifts. The model has two Dropout layers.
     splits = synthetic_splits()
     shifts = dict(augment="shift" if augment else "none", augment_strength=augment / 2,  # ±augment pixels
                   augment_delay=0)
-    config = small_config(optimizer="momentum", workers=workers, **shifts)
-    reference, _, _ = run(tmp_path, closing, "reference", splits=splits, optimizer="momentum",
-                          workers=workers, **shifts)
+    config = small_config(optimizer="momentum", **shifts)
+    reference, _, _ = run(tmp_path, "reference", splits=splits, optimizer="momentum", **shifts)
 
     run_dir = tmp_path / "interrupted"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     trainer = make_trainer(run_dir, config, splits)
-    closing(trainer)
     fit_until_interrupted(trainer, interrupt_at_step)
     checkpoint = Checkpoint(run_dir / "checkpoint.npz")
-    assert checkpoint.config.workers == workers
     assert set(checkpoint.training["dropout_rng_states"]) == {
         name for name, module in trainer.model.named_modules() if isinstance(module, Dropout)} != set()
     resumed = make_trainer(run_dir, checkpoint.config, splits, log_name="log2")
-    closing(resumed)
     resumed.restore()
     assert resumed.epoch * 6 + resumed.step == interrupt_at_step  # 6 batches an epoch
     resumed.fit()
@@ -180,17 +164,15 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, closing, interrupt_at
     assert resumed.optimizer.steps == reference.optimizer.steps
 
 
-def test_a_checkpoint_whose_step_is_past_its_epoch_s_end_is_refused(tmp_path, closing):
+def test_a_checkpoint_whose_step_is_past_its_epoch_s_end_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     trainer = make_trainer(run_dir, small_config(), synthetic_splits())
-    closing(trainer)
     fit_until_interrupted(trainer, 3)
     arrays, metadata = load_arrays(run_dir / "checkpoint.npz")
     metadata["training"]["step"] = 10**9
     save_arrays(run_dir / "checkpoint.npz", arrays, metadata)
     resumed = make_trainer(run_dir, small_config(), synthetic_splits(), log_name="log2")
-    closing(resumed)
     before = {name: value.copy() for name, value in resumed.model.state_dict().items()}
     with pytest.raises(CheckpointError, match="checkpoint.npz: training step 1,000,000,000 is past the end of "
                                               "epoch 1, which has 6 batches \\(192 training images in batches of 32\\)"):
@@ -198,35 +180,18 @@ def test_a_checkpoint_whose_step_is_past_its_epoch_s_end_is_refused(tmp_path, cl
     assert all(np.array_equal(resumed.model.state_dict()[name], value) for name, value in before.items())
 
 
-def test_a_checkpoint_restores_only_into_the_model_it_was_saved_from(tmp_path, closing):
-    _, _, run_dir = run(tmp_path, closing, epochs=1)
+def test_a_checkpoint_restores_only_into_the_model_it_was_saved_from(tmp_path):
+    _, _, run_dir = run(tmp_path, epochs=1)
     other = make_trainer(run_dir, small_config(model="classic"), synthetic_splits(), log_name="log2")
-    closing(other)
     with pytest.raises(CheckpointError, match="checkpoint is for model 'lenet5', not 'classic'"):
         other.restore()
 
 
-def test_two_processes_train_as_one_does(tmp_path, closing):
-    # Sums over two shares round differently from one process's, so the runs agree closely,
-    # not bit for bit; 3 epochs of Adam on a BatchNorm and Dropout model.
-    splits = synthetic_splits()
-    one, metrics_one, _ = run(tmp_path, closing, "one", splits=splits)
-    two, metrics_two, _ = run(tmp_path, closing, "two", splits=splits, workers=2)
-    assert isinstance(one.engine, FastModel) and isinstance(two.engine, DataParallel)
-    for row_one, row_two in zip(one.history, two.history):
-        assert row_two["loss"] == pytest.approx(row_one["loss"], rel=1e-3)
-        assert row_two["accuracy"] == pytest.approx(row_one["accuracy"], abs=1 / 160)
-        assert row_two["val_loss"] == pytest.approx(row_one["val_loss"], rel=1e-3)
-    assert metrics_two["test_loss"] == pytest.approx(metrics_one["test_loss"], rel=1e-3)
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path, closing, workers):
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path):
     splits = synthetic_splits()
     run_dir = tmp_path / "nan"
     prepare_run_dir(run_dir, resume=False, overwrite=False)
-    trainer = make_trainer(run_dir, small_config(epochs=3, workers=workers), splits)
-    closing(trainer)
+    trainer = make_trainer(run_dir, small_config(epochs=3), splits)
     trainer.fit()  # three good epochs, then poison the data of a fourth
     good = load_arrays(run_dir / "checkpoint.npz", kind="checkpoint")[0]
     trainer.config.epochs = 4
@@ -239,8 +204,8 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint
     assert all(np.array_equal(kept[k], good[k]) for k in good)
 
 
-def test_run_directory_is_never_mixed_up(tmp_path, closing):
-    run(tmp_path, closing, "done", epochs=1)
+def test_run_directory_is_never_mixed_up(tmp_path):
+    run(tmp_path, "done", epochs=1)
     with pytest.raises(RunDirError, match="already holds a run"):
         prepare_run_dir(tmp_path / "done", resume=False, overwrite=False)
     with pytest.raises(RunDirError, match="no checkpoint"):
@@ -254,7 +219,6 @@ def test_run_directory_is_never_mixed_up(tmp_path, closing):
     ("epochs", 0, "epochs must be a positive integer"), ("lr", -1.0, "lr must be > 0"),
     ("model", "lenet7", "unknown model"), ("augment", "blur", "unknown augment 'blur'"),
     ("augment_strength", 5.0, "augment_strength must be a number in 0..4"),
-    ("workers", 0, "workers must be a positive integer"),
 ])
 def test_bad_settings_are_one_line_errors(field, value, expected):
     with pytest.raises(Lenet5Error, match=expected):
@@ -276,14 +240,14 @@ def test_sdlm_trains_lenet5_1998():
     assert small_config(model="lenet5-1998", optimizer="sdlm").resolved().optimizer == "sdlm"
 
 
-def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp_path, closing):
+def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp_path):
     splits = synthetic_splits(n_train=70, n_test=37)
-    trainer, metrics, _ = run(tmp_path, closing, splits=splits, epochs=1, batch_size=32)
+    trainer, metrics, _ = run(tmp_path, splits=splits, epochs=1, batch_size=32)
     assert trainer.optimizer.steps == 3  # 32 + 32 + 6
     assert metrics["test_count"] == 37
 
 
-def test_each_epoch_draws_a_new_permutation_of_every_image(tmp_path, closing):
+def test_each_epoch_draws_a_new_permutation_of_every_image(tmp_path):
     seen = []
 
     class Recording(FastModel):
@@ -297,7 +261,6 @@ def test_each_epoch_draws_a_new_permutation_of_every_image(tmp_path, closing):
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     trainer = make_trainer(run_dir, small_config(epochs=2, batch_size=16, augment="none"), splits,
                            engine=Recording)
-    closing(trainer)
     trainer.fit()
     first, second = np.concatenate(seen[:4]), np.concatenate(seen[4:])
     assert sorted(first) == sorted(second) == sorted(splits.x_train[:, 0, 0, 0])  # each image once per epoch
@@ -309,7 +272,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_a_progress_bar_on_a_terminal_only_and_none_without_tqdm(tmp_path, closing, monkeypatch):
+def test_a_progress_bar_on_a_terminal_only_and_none_without_tqdm(tmp_path, monkeypatch):
     pytest.importorskip("tqdm")
     splits = synthetic_splits(n_train=64)
     for name, tqdm_missing in (("bar", False), ("no-tqdm", True)):
@@ -321,7 +284,6 @@ def test_a_progress_bar_on_a_terminal_only_and_none_without_tqdm(tmp_path, closi
             monkeypatch.setitem(sys.modules, "tqdm", None)  # `import tqdm` raises ModuleNotFoundError
         trainer = make_trainer(run_dir, small_config(epochs=1), splits)
         trainer.progress = True
-        closing(trainer)
         trainer.fit()
         monkeypatch.undo()
         if tqdm_missing:
@@ -343,49 +305,23 @@ def test_random_shifts_move_each_image_and_pad_with_background():
     assert shifted.shape == images.shape and np.array_equal(images[:, 0, 3, 4], np.full(200, 2.0))
 
 
-def spawned_children(parent: int) -> list[int]:
-    """The data-parallel workers of process `parent`, from /proc: its children started by
-    multiprocessing's spawn (not its resource tracker, also a child)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                spawned = b"spawn_main" in cmdline.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and spawned:
-            found.append(int(entry))
-    return found
+def test_an_engine_error_mid_run_stops_training_in_one_line_that_says_how_to_resume(tmp_path):
+    calls = {"n": 0}
 
-
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers through /proc")
-def test_a_killed_data_parallel_worker_stops_training_in_one_line_that_says_how_to_resume(tmp_path, mnist_dir):
-    import signal
-    import subprocess
-    import sys
-    import time
+    class Failing(FastModel):  # as a kernel that cannot run, or a file that cannot be read
+        def forward(self, x, distortion=None):
+            if self.model.training:
+                calls["n"] += 1
+                if calls["n"] == 9:
+                    raise Lenet5Error("the engine failed")
+            return super().forward(x, distortion)
 
     run_dir = tmp_path / "run"
-    training = subprocess.Popen(
-        [sys.executable, "-m", "lenet5", "train", "--model", "relu", "--train-limit", "4000", "--validation", "500",
-         "--test-limit", "100", "--epochs", "50", "--batch-size", "64", "--no-progress", "--workers", "2",
-         "--data-dir", str(mnist_dir), "--out", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (run_dir / "checkpoint.npz").is_file() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (run_dir / "checkpoint.npz").is_file(), "no epoch finished"
-        workers = spawned_children(training.pid)
-        assert workers, "the data-parallel worker runs as a child of the training process"
-        for pid in workers:
-            os.kill(int(pid), signal.SIGKILL)
-        _, stderr = training.communicate(timeout=60)
-    finally:
-        training.kill()
-    lines = stderr.strip().splitlines()
-    assert training.returncode == 1 and len(lines) == 1 and "Traceback" not in stderr, stderr
-    assert "exited unexpectedly (killed by SIGKILL)" in lines[0]
-    assert "the last good checkpoint" in lines[0] and "--resume" in lines[0]
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = make_trainer(run_dir, small_config(epochs=3), synthetic_splits(), engine=Failing)
+    with pytest.raises(TrainingError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert message.startswith("the engine failed; training stopped at epoch 2, step 3 ("), message
+    assert f"continue with lenet5 train --out {run_dir} --resume" in message and "\n" not in message
+    assert Checkpoint(run_dir / "checkpoint.npz").training["epoch"] == 1  # the last epoch's checkpoint is kept

@@ -12,6 +12,9 @@ import math
 from pathlib import Path
 
 SEED_LIMIT = 2**63  # numpy's SeedSequence takes any non-negative int; this keeps it an int64
+# `lenet5 serve --workers auto`: the most server processes measured (benchmarks/load.py, on a
+# 2-core machine); beyond it is untested.
+AUTO_WORKERS_MAX = 2
 
 
 def _number(text: str, kind, what: str):
@@ -63,15 +66,32 @@ def thread_count(text: str) -> int:
 
 
 def worker_count(text: str) -> int:
-    """'auto', or a number of processes from 1 to the usable cores (at least 2, so a
-    two-process run can be repeated on a one-core machine)."""
-    from .engine import auto_workers, usable_cores
+    """'auto' (the usable cores, at most AUTO_WORKERS_MAX), or a number of server processes
+    from 1 to the usable cores (at least 2, so the two-process service the tests start runs
+    on a one-core machine too)."""
+    from .engine import usable_cores
 
     if text == "auto":
-        return auto_workers()
+        return min(usable_cores(), AUTO_WORKERS_MAX)
     most = max(2, usable_cores())
     value = _number(text, int, f"'auto' or an integer in 1..{most}") if text.strip().lstrip("-").isdigit() else None
     if value is None or not 1 <= value <= most:
         raise argparse.ArgumentTypeError(f"expected 'auto' or an integer in 1..{most} (the usable cores), "
                                          f"found {text!r}")
     return value
+
+
+class Retired(argparse.Action):
+    """An option that was removed: naming it is refused in argparse's one line, saying why and
+    what to use instead, where argparse itself would only say "unrecognized arguments".
+
+        parser.add_argument("--workers", action=Retired, reason="training runs in one process")
+        # lenet5 train: error: --workers was retired: training runs in one process
+    """
+
+    def __init__(self, option_strings, dest, reason: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS)
+        self.reason = reason
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{self.option_strings[0]} was retired: {self.reason}")

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .arguments import (
-    augment_strength, directory_path, momentum, non_negative_float, non_negative_int, positive_float, positive_int,
-    seed, thread_count, worker_count,
+    Retired, augment_strength, directory_path, momentum, non_negative_float, non_negative_int, positive_float,
+    positive_int, seed, thread_count,
 )
 from .errors import Lenet5Error
 from .models import MODELS, get_spec
@@ -50,7 +50,6 @@ def register(subparsers) -> None:
 
 def _register_train(subparsers) -> None:
     from .data.augment import KINDS
-    from .engine import AUTO_WORKERS_MAX
     from .recipe import OPTIMIZERS, ORDERS, SCHEDULES
 
     parser = subparsers.add_parser("train", help="train a model and report its test accuracy")
@@ -91,16 +90,15 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--track-test", action="store_true",
                         help="evaluate the test set after every epoch, into the history (for curves; picks nothing)")
-    parser.add_argument("--workers", type=worker_count, metavar="N",
-                        help="processes each batch is split over, one per core; 'auto': the cores this "
-                             f"process may use, at most {AUTO_WORKERS_MAX}, for the numpy backend, 1 for the "
-                             "compiled one (auto; with --resume, the count the run was saved with)")
     parser.add_argument("--backend", choices=("compiled", "numpy"),
                         help="the fast engine's kernels: compiled (Numba, threaded; the default where Numba "
                              "is installed) or numpy (with --resume, the run's own)")
     parser.add_argument("--threads", type=thread_count, metavar="N",
                         help="threads of the compiled kernels (default: the cores this process may use); "
                              "results do not depend on it")
+    # Named so that a script still passing it learns why in one line, not "unrecognized arguments".
+    parser.add_argument("--workers", action=Retired,
+                        reason="training runs in one process, its compiled kernels on threads (--threads N)")
     parser.set_defaults(handler=train_command)
 
 
@@ -118,10 +116,10 @@ def _field(option: str) -> str:
 def train_command(args) -> int:
     """Build the model, its optimiser and the engine that runs it; hand them to a Trainer."""
     from .checkpoint import Checkpoint
-    from .engine import auto_workers, default_backend, make_engine
+    from .engine import default_backend, make_engine
     from .fast.compiled import available as compiled_available
     from .models import build_model
-    from .recipe import TrainConfig, make_optimizer, make_schedule, seeds
+    from .recipe import TrainConfig, make_optimizer, make_schedule, saved_processes, seeds
     from .rundir import CHECKPOINT, claim_run_dir, prepare_run_dir
     from .splits import load_splits
     from .trainer import Trainer
@@ -133,7 +131,7 @@ def train_command(args) -> int:
         given = {_field(option): getattr(args, _field(option)) for option in RUN_SETTINGS + ("--epochs",)}
         given = {name: value for name, value in given.items() if value is not None}
         config = TrainConfig(  # what was not given takes TrainConfig's and the model's defaults
-            **given, workers=args.workers if args.workers is not None else 1, track_test=args.track_test,
+            **given, track_test=args.track_test,
             backend=args.backend or default_backend(),
         ).resolved()  # bad settings are rejected before any directory is made
         if config.backend == "compiled" and not compiled_available():
@@ -141,24 +139,27 @@ def train_command(args) -> int:
         if args.backend is None and config.backend == "numpy":
             print("lenet5: Numba or SciPy is missing, so this run trains on the NumPy steps; "
                   "pip install 'lenet5[fast]' for the compiled kernels", file=sys.stderr)
-        if args.workers is None:
-            config.workers = auto_workers(config.batch_size, config.backend)
         if args.out is None:
             args.out = Path("runs") / f"{config.model}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     # Locked from here to the last file written. An old run in --out stays untouched while the
     # data loads and the model is built, and is set aside only just before training starts.
     with claim_run_dir(args.out, resume=args.resume, overwrite=args.overwrite):
         if args.resume:
-            config = Checkpoint(args.out / CHECKPOINT).config
+            checkpoint = Checkpoint(args.out / CHECKPOINT)
+            config = checkpoint.config
             changed = [option for option in RUN_SETTINGS + ("--backend",)
                        if getattr(args, _field(option)) not in (None, getattr(config, _field(option)))]
             if changed:
                 raise Lenet5Error(f"--resume continues {args.out} with the settings it was started with; "
-                                  f"{', '.join(changed)} cannot change them (--epochs and --workers can)")
+                                  f"{', '.join(changed)} cannot change them (--epochs can)")
             if args.epochs is not None:
                 config.epochs = args.epochs
-            if args.workers is not None:  # else the count it was saved with: 2 processes round unlike 1
-                config.workers = args.workers
+            processes = saved_processes(checkpoint.metadata["hyperparameters"])
+            if processes > 1:
+                print(f"lenet5: {args.out} was trained on {processes} processes, which were retired: it continues "
+                      f"in one process, so its results will not be bit-identical to an uninterrupted "
+                      f"{processes}-process run (the processes summed gradients in another order)",
+                      file=sys.stderr, flush=True)
             if args.track_test:
                 config.track_test = True
             config = config.resolved()
@@ -168,40 +169,37 @@ def train_command(args) -> int:
         splits = load_splits(config, data_dir=args.data_dir)
         model = build_model(config.model, seed=seeds(config).init)
         optimizer = make_optimizer(config, model.parameters())
-        engine = make_engine(model, config.workers, config.backend, args.threads)
+        engine = make_engine(model, config.backend, args.threads)
+        trainer = Trainer(model, optimizer, make_schedule(config), get_spec(config.model).make_loss(), engine,
+                          config=config, splits=splits, run_dir=args.out, progress=not args.no_progress)
+        if args.resume:
+            trainer.restore()
+            print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step} ({_engine_words(engine)})",
+                  flush=True)
+        else:
+            prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)  # back if no checkpoint comes
+            print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images "
+                  f"({len(splits.x_val):,} held out for validation), {config.epochs} epochs, "
+                  f"batch {config.batch_size}, {config.optimizer} lr {config.lr:g} ({config.schedule}), "
+                  f"{_distortions(config)}, seed {config.seed}, {_engine_words(engine)}", flush=True)
         try:
-            trainer = Trainer(model, optimizer, make_schedule(config), get_spec(config.model).make_loss(), engine,
-                              config=config, splits=splits, run_dir=args.out, progress=not args.no_progress)
-            processes = _engine_words(config, engine)
-            if args.resume:
-                trainer.restore()
-                print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step} ({processes})",
-                      flush=True)
-            else:
-                prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)  # back if no checkpoint comes
-                print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images "
-                      f"({len(splits.x_val):,} held out for validation), {config.epochs} epochs, "
-                      f"batch {config.batch_size}, {config.optimizer} lr {config.lr:g} ({config.schedule}), "
-                      f"{_distortions(config)}, seed {config.seed}, {processes}", flush=True)
-            try:
-                trainer.fit()
-            except KeyboardInterrupt:
-                return 130
-            metrics = trainer.finish()
-        finally:
-            engine.close()
+            trainer.fit()
+        except KeyboardInterrupt:
+            return 130
+        metrics = trainer.finish()
     print(f"run saved in {args.out}")
     print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f}% "
           f"({metrics['test_count']:,} test images, error rate {metrics['test_error_rate'] * 100:.2f}%)")
     return 0
 
 
-def _engine_words(config, engine) -> str:
+def _engine_words(engine) -> str:
     """How the run is computed, for its first line: "compiled kernels on 2 threads" or
-    "numpy steps, 2 processes"."""
-    if config.backend == "compiled" and config.workers == 1:
-        return f"compiled kernels on {engine.threads} thread{'s' if engine.threads > 1 else ''}"
-    return f"{config.backend} steps, {config.workers} process{'es' if config.workers > 1 else ''}"
+    "numpy steps, BLAS on 2 threads"."""
+    threads = f"{engine.threads} thread{'s' if engine.threads > 1 else ''}"
+    if engine.backend.name == "compiled":
+        return f"compiled kernels on {threads}"
+    return f"numpy steps, BLAS on {threads}"
 
 
 def _distortions(config) -> str:
@@ -220,12 +218,8 @@ def evaluate_command(args) -> int:
 
     model, metadata = load_run(args.run_dir)
     dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=args.data_dir)
-    engine = make_engine(model)
-    try:
-        metrics = evaluate(engine, preprocess_like(dataset.test_images, metadata), dataset.test_labels,
-                           loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(args.run_dir))
-    finally:
-        engine.close()
+    metrics = evaluate(make_engine(model), preprocess_like(dataset.test_images, metadata), dataset.test_labels,
+                       loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(args.run_dir))
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -1,7 +1,7 @@
 """Evaluation on every sample: accuracy, error rate, loss, per-class accuracy, confusion.
 
 `model` is anything with `predict_logits(images, batch_size)`: a reference `Sequential`, or
-the `FastModel` / `DataParallel` that runs one.
+the `FastModel` that runs one.
 """
 
 from __future__ import annotations

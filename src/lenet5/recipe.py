@@ -32,8 +32,6 @@ DEFAULTED = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_deca
 class TrainConfig:
     """Everything that decides a run; saved in the checkpoint so `--resume` needs nothing else.
 
-    `workers` is the number of processes each batch is split over: results with 2 equal one
-    process's only up to rounding, so a resumed run keeps the count it was saved with.
     `backend` is the fast engine's ("compiled" or "numpy", `lenet5.fast.backends`): they
     round differently, so a resumed run keeps it too; a run saved before there was a choice
     trained on "numpy". The compiled kernels' thread count changes no result and is not saved.
@@ -58,7 +56,6 @@ class TrainConfig:
     seed: int = 0
     train_limit: int | None = None  # use only the first N training images (tests, quick looks)
     test_limit: int | None = None
-    workers: int = 1
     backend: str = "numpy"
     # Evaluate the test set after every epoch, for curves and time to accuracy; it picks
     # nothing (the validation set does) and draws no random numbers, so it may change on resume.
@@ -97,7 +94,7 @@ class TrainConfig:
             raise Lenet5Error(f"unknown order {self.order!r}; known: {', '.join(ORDERS)}")
         if not (isinstance(self.mu, (int, float)) and self.mu > 0):
             raise Lenet5Error(f"mu must be > 0, found {self.mu!r}")
-        for name in ("epochs", "batch_size", "workers"):
+        for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise Lenet5Error(f"{name} must be a positive integer, found {value!r}")
@@ -139,6 +136,15 @@ def upgrade_saved(values: dict[str, Any]) -> dict[str, Any]:
                        ("backend", "numpy")):
         values.setdefault(name, then)
     return values
+
+
+def saved_processes(values: dict[str, Any]) -> int:
+    """The processes a saved config's batches were split over: its `workers`, which lenet5
+    wrote until its data-parallel engine was retired, else 1. Training runs in one process
+    now, so a new run writes no count; an old run's is read only to say that a resume in one
+    process will not repeat its sums bit for bit."""
+    workers = values.get("workers", 1)
+    return workers if isinstance(workers, int) and not isinstance(workers, bool) and workers > 1 else 1
 
 
 class Seeds(NamedTuple):

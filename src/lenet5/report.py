@@ -285,12 +285,9 @@ def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out
     if not 0 <= index < len(x_test):
         raise Lenet5Error(f"--index {index} is outside the test set (0..{len(x_test) - 1})")
     engine = make_engine(model)
-    try:
-        metrics = evaluate(engine, x_test, dataset.test_labels,
-                           loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(run_dir))
-        probabilities = engine.predict_proba(x_test)
-    finally:
-        engine.close()
+    metrics = evaluate(engine, x_test, dataset.test_labels,
+                       loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(run_dir))
+    probabilities = engine.predict_proba(x_test)
     predictions = probabilities.argmax(axis=1)
     pictures: list[tuple[str, Path]] = []
 

@@ -6,10 +6,9 @@
     engine.backward(dlogits, input_grad=False)
     optimizer.step()
 
-It knows the model only through that interface: the engine runs the model (in one process,
-or split over several), the loss turns logits into a value and a gradient, the optimiser
-updates the parameters they share. The engine distorts the batch itself, so a data-parallel
-engine splits the distortions over its processes with the rows. Each epoch shuffles a
+It knows the model only through that interface: the engine runs the model, the loss turns
+logits into a value and a gradient, the optimiser updates the parameters they share. The
+engine distorts the batch itself, inside its thread limits. Each epoch shuffles a
 permutation, trains on every batch (the last partial one too), evaluates every validation
 image, then writes a checkpoint and the history. Ctrl-C or SIGTERM writes a checkpoint
 mid-epoch; resuming restores every random state, so a run stopped and continued ends with
@@ -51,8 +50,7 @@ class Trainer:
         model: the reference model (`lenet5.nn.Sequential`) being trained; what is saved.
         optimizer: built on `model.parameters()`. schedule: `schedule(epoch) -> lr`.
         loss_fn: `value_and_grad(logits, labels) -> (loss, dlogits)`, e.g. SoftmaxCrossEntropy.
-        engine: runs the model: `lenet5.fast.FastModel(model)` or `DataParallel(model, n)`
-            (`lenet5.engine.make_engine`); its caller closes it.
+        engine: runs the model: `lenet5.fast.FastModel(model)` (`lenet5.engine.make_engine`).
         config: the run's settings (resolved here against the model's defaults): epochs,
             batch size, augmentation, seed; saved in every checkpoint.
         splits: the data (`lenet5.splits.load_splits`). run_dir: where files go.
@@ -162,7 +160,7 @@ class Trainer:
             raise
         except TrainingError:
             raise
-        except Lenet5Error as error:  # the engine failed (a data-parallel worker died): say what is left
+        except Lenet5Error as error:  # anything else that stops the run: say what is left and how to go on
             raise TrainingError(f"{error}; training stopped at epoch {self.epoch + 1}, step {self.step + 1} "
                                 f"({self._kept()}; continue with lenet5 train --out {self.run_dir} --resume)") from None
         finally:

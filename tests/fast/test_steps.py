@@ -81,11 +81,3 @@ def test_predictions_through_the_plan_equal_the_reference_eval_forward(name):
         logits = FastModel(model, plan=plan).predict_logits(x, batch_size=4)
         assert max_relative_difference(logits, expected) < 1e-10
     assert model.training, "the model's own mode is put back"
-
-
-def test_dropout_masks_are_the_reference_masks_from_the_same_generator_state():
-    model = build_model("lenet5", seed=0)
-    fast = FastModel(model)
-    assert [shape for _, shape in fast.dropout_layers((1, 28, 28))] == [(120,), (84,)]
-    model.eval()
-    assert fast.dropout_layers((1, 28, 28)) == []

@@ -12,7 +12,7 @@ preprocessed background. A batch's distortions are four numbers (`Distortion`: k
 strength, fill, and a seed drawn from `rng`); each block of 32 rows draws its images'
 parameters from a generator seeded by (seed, block). So a batch's distortions depend on the
 trainer's generator alone (it is checkpointed, and a resumed run distorts the same images the
-same way), and a data-parallel engine distorts each process's rows in that process.
+same way).
 
     kind      strength 1 means                                    after
     shift     integer translations of up to ±2 pixels              LeCun et al. 1998
@@ -197,10 +197,8 @@ class Distortion:
     """One batch's distortions, as four numbers: every image's parameters come from `seed`.
 
     The trainer draws one per batch from its generator (`draw`) and hands it to the engine
-    with the undistorted batch; a data-parallel engine sends it to each process, which
-    distorts only its own rows (`apply` with their `start`). Each block of BLOCK rows of the
-    batch draws its images' parameters from its own generator, seeded by (seed, block), so
-    a row is distorted the same way whichever process holds it.
+    with the undistorted batch, which `apply` distorts. Each block of BLOCK rows of the batch
+    draws its images' parameters from its own generator, seeded by (seed, block).
     """
 
     kind: str
@@ -223,28 +221,27 @@ class Distortion:
             return None
         return cls(kind, float(strength), float(fill), int(rng.integers(2**63)))
 
-    def apply(self, images: np.ndarray, start: int = 0) -> np.ndarray:
-        """Rows `start` to `start + len(images)` of the batch, distorted.
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """The batch, distorted.
 
-        Shape: (n, C, H, W) -> (n, C, H, W).
+        Shape: (N, C, H, W) -> (N, C, H, W).
         """
-        if start < 0:
-            raise ValueError(f"Distortion.apply: the first row must be 0 or more, found {start}")
         if self.kind == "shift" and round(SHIFT_PIXELS * self.strength) <= 0:
             return images
         out = np.empty_like(images)
-        stop = start + len(images)
-        for block in range(start // self.BLOCK, -(-stop // self.BLOCK)):
-            first = block * self.BLOCK
-            rows = slice(max(first, start), min(first + self.BLOCK, stop))  # of the batch, held here
-            rng = np.random.default_rng([self.seed, block])
-            mine = slice(rows.start - first, rows.stop - first)  # the same rows within the block
-            held = slice(rows.start - start, rows.stop - start)  # and within `images`
-            out[held] = self._distort_block(images[held], rng, mine)
+        for block, first in enumerate(range(0, len(images), self.BLOCK)):
+            rows = slice(first, first + self.BLOCK)
+            out[rows] = self._distort_block(images[rows], np.random.default_rng([self.seed, block]))
         return out
 
-    def _distort_block(self, images: np.ndarray, rng: np.random.Generator, mine: slice) -> np.ndarray:
-        """The rows `mine` of a block, whose BLOCK images' parameters `rng` draws."""
+    def _distort_block(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A block's images (BLOCK, or fewer in a batch's last block), distorted.
+
+        `rng` draws the parameters of a whole BLOCK even for a shorter last block, whose
+        images take the first of them: the draws, and so every run's distortions, stay those
+        that runs made before, and a resumed run distorts as its first part did.
+        """
+        mine = slice(0, len(images))
         if self.kind == "shift":
             pixels = round(SHIFT_PIXELS * self.strength)
             return shift_images(images, pixels, rng.integers(0, 2 * pixels + 1, (2, self.BLOCK))[:, mine], self.fill)
@@ -256,18 +253,3 @@ class Distortion:
             down += field[:, 0]
             across += field[:, 1]
         return bilinear_sample(images, down, across, self.fill)
-
-    def to_words(self) -> tuple[int, int, int, int]:
-        """The distortion as four int64 words (the floats by their bits), for the data-parallel
-        call record."""
-        bits = np.array([self.strength, self.fill], np.float64).view(np.int64)
-        return KINDS.index(self.kind), int(bits[0]), int(bits[1]), self.seed
-
-    @classmethod
-    def from_words(cls, words) -> "Distortion | None":
-        """`to_words`'s inverse; all-zero words (kind "none") read as None."""
-        kind, strength, fill, seed = (int(word) for word in words)
-        if kind == 0:
-            return None
-        strength, fill = np.array([strength, fill], np.int64).view(np.float64)
-        return cls(KINDS[kind], float(strength), float(fill), seed)

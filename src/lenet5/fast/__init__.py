@@ -1,20 +1,18 @@
 """The fast engine: the reference layers of `lenet5.nn`, run faster, and tested against them.
 
-    FastModel(model)                 one process: batch-last layout, compiled kernels on
-                                     threads (or the NumPy steps), fused BatchNorm → max-pool
-                                     → ReLU, folded inference plan
-    DataParallel(model, workers=2)   the same, each batch split over processes
+    FastModel(model)   batch-last layout, compiled kernels on threads (or the NumPy steps),
+                       fused BatchNorm → max-pool → ReLU, folded inference plan
 
 The program (program.py: the step list, fusion.py, plan.py) knows no kernels; a backend
 (backends.py) says which step runs each layer: the NumPy steps below, or the compiled ones
-in compiled/. The calls every engine answers are written down in protocol.py.
+in compiled/. The calls an engine answers are written down in protocol.py.
 
 Where each speed-up lives:
     layout.py      why the batch is the last axis inside, and the conversions
     windows.py     strided windows, the column matrix in cache-sized blocks, col2im
     conv.py        ConvStep: blocked convolution (the tuning constants and why)
     pooling.py     MaxPoolStep, AvgPoolStep, SubsamplingStep
-    norm.py        BatchNormStep (its sums cross processes through `all_sum`)
+    norm.py        BatchNormStep
     dense.py, elementwise.py, dropout.py: the other layers' steps
     fusion.py      NormPoolReLU: BatchNorm2D → MaxPool2D → ReLU as one training step
     plan.py        the inference plan: BatchNorm folded, Dropout gone, ReLU after pooling
@@ -22,14 +20,12 @@ Where each speed-up lives:
     threads.py     BLAS threads (threadpoolctl)
     compiled/      the compiled backend: Numba kernels, threaded, results independent of
                    the thread count
-    parallel/      DataParallel: processes, shared memory, semaphores
 
 The reference engine never imports this package.
 """
 
 from .backends import BackendUnavailable
-from .parallel import DataParallel, ParallelError
 from .program import FastModel
 from .protocol import Engine, Transform
 
-__all__ = ["BackendUnavailable", "DataParallel", "Engine", "FastModel", "ParallelError", "Transform"]
+__all__ = ["BackendUnavailable", "Engine", "FastModel", "Transform"]

@@ -114,7 +114,6 @@ class NormPoolReLU(Step):
         dgamma = np.einsum("ij,ij->i", rows, normalised.reshape(channels, -1))
         norm.weight.grad += dgamma
         norm.bias.grad += dbeta
-        dbeta, dgamma = self.norm.all_sum(np.stack([dbeta, dgamma]))  # over every share's values
         a = gamma * inv_std
         b = -a * inv_std * dgamma / count
         c = -a * dbeta / count - b * mean

@@ -1,9 +1,4 @@
-"""BatchNorm1D and BatchNorm2D, fast: batch-last, so a (C, M) reshape gives one row per channel.
-
-In a data-parallel pass each process holds a share of the batch; `all_sum` adds a vector
-over every share (identity in one process), so the statistics and the backward pass's
-batch sums are the whole batch's, as the strategy that wraps the model arranges.
-"""
+"""BatchNorm1D and BatchNorm2D, fast: batch-last, so a (C, M) reshape gives one row per channel."""
 
 from __future__ import annotations
 
@@ -12,17 +7,8 @@ import numpy as np
 from .step import Step, check_input
 
 
-def one_process(vector: np.ndarray) -> np.ndarray:
-    """The `all_sum` of a single process: nothing to add."""
-    return vector
-
-
 class BatchNormStep(Step):
     """A `lenet5.nn.BatchNorm1D` or `BatchNorm2D` on (C, H, W, N) or (F, N) arrays."""
-
-    def __init__(self, layer, all_sum=one_process) -> None:
-        super().__init__(layer)
-        self.all_sum = all_sum
 
     def check(self, x):
         norm = self.layer
@@ -33,11 +19,10 @@ class BatchNormStep(Step):
         channel, with the running statistics updated. Shared with the fused BatchNorm →
         MaxPool step (fusion.py), whose output must equal this step's bit for bit."""
         norm = self.layer
-        sums = self.all_sum(np.append(rows.sum(axis=1, dtype=np.float64), rows.shape[1]))
-        count = int(sums[-1])
-        mean = (sums[:-1] / count).astype(rows.dtype)
+        count = rows.shape[1]
+        mean = (rows.sum(axis=1, dtype=np.float64) / count).astype(rows.dtype)
         centred = rows - mean[:, None]
-        var = self.all_sum(np.einsum("ij,ij->i", centred, centred)) / count
+        var = np.einsum("ij,ij->i", centred, centred) / count
         norm.update_running_statistics(mean, var, count)
         return mean, 1.0 / np.sqrt(var + norm.eps), centred, count
 
@@ -77,8 +62,7 @@ class BatchNormStep(Step):
         norm.weight.grad += dgamma
         norm.bias.grad += dbeta
         # dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy · x̂)), the batch-mean terms coming from
-        # the mean and variance depending on every sample of the channel (of every share).
-        dbeta, dgamma = self.all_sum(np.stack([dbeta, dgamma]))
+        # the mean and variance depending on every sample of the channel.
         dx = normalised * (-dgamma / count)[:, None]
         dx += rows
         dx -= (dbeta / count)[:, None]

@@ -26,16 +26,13 @@ import contextlib
 
 import numpy as np
 
-from ..nn import Dropout
 from ..nn.checks import as_float
 from ..nn.predicting import Predicting, evaluating
 from ..nn.sequential import leaf_layers
 from .backends import get_backend
 from .conv import ConvStep
-from .dropout import DropoutStep, draw_keep_mask
 from .fusion import fuse
 from .layout import to_batch_first, to_batch_last
-from .norm import BatchNormStep, one_process
 from .plan import inference_layers
 from .step import ReferenceStep
 from .threads import blas_threads
@@ -52,20 +49,14 @@ class FastModel(Predicting):
         threads: the threads the compiled kernels and BLAS run on (None: as they are set).
             Results do not depend on it (compiled/jit.py).
         blocked, fused, plan: the speed-ups, each on by default.
-        all_sum: adds a vector over every process's share of the batch (BatchNorm's sums);
-            a data-parallel strategy passes its own, the default is one process's identity.
-        dropout_masks: `(layer, batch_first_shape) -> keep mask` for each Dropout; the
-            default draws from the layer's generator as the reference does.
     """
 
     def __init__(self, model, *, backend="auto", threads: int | None = None, blocked: bool = True,
-                 fused: bool = True, plan: bool = True, all_sum=None, dropout_masks=None) -> None:
+                 fused: bool = True, plan: bool = True) -> None:
         self.model = model
         self.backend = get_backend(backend)
         self.threads = threads
         self.blocked, self.fused, self.plan = blocked, fused, plan
-        self.all_sum = all_sum or one_process
-        self.dropout_masks = dropout_masks or draw_keep_mask
         self.steps = [self.compile(layer) for layer in leaf_layers(model)]
         self._run = None  # the steps of the last training-or-eval forward, for its backward
 
@@ -74,10 +65,6 @@ class FastModel(Predicting):
         kind = self.backend.steps.get(type(layer), ReferenceStep)
         if kind is ConvStep:  # the NumPy step alone has the blocking switch (the ladder's rung)
             return ConvStep(layer, blocked=self.blocked)
-        if issubclass(kind, BatchNormStep):
-            return kind(layer, self.all_sum)
-        if issubclass(kind, DropoutStep):
-            return kind(layer, self.dropout_masks)
         return kind(layer)
 
     def _threads(self):
@@ -103,7 +90,7 @@ class FastModel(Predicting):
         took 4.4 of the relu model's 10.4 s per epoch (measured by benchmarks/bench.py).
 
         distortion: a `lenet5.data.augment.Distortion` applied to x first (the trainer's
-        training distortions; DataParallel splits them over its processes).
+        training distortions).
         """
         self._run = self.training_steps()
         with self._threads():
@@ -160,17 +147,7 @@ class FastModel(Predicting):
                 chunks.append(np.array(to_batch_first(h)))
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
-    # -- what a trainer or strategy needs of it ---------------------------------------------
-    def dropout_layers(self, sample_shape) -> list[tuple[Dropout, tuple]]:
-        """The Dropout layers a training forward of samples of `sample_shape` draws masks for,
-        in order, each with its per-sample input shape."""
-        found, shape = [], tuple(sample_shape)
-        for layer in leaf_layers(self.model):
-            if isinstance(layer, Dropout) and layer.training and layer.p > 0:
-                found.append((layer, shape))
-            shape = layer.output_shape(shape)
-        return found
-
+    # -- what a trainer needs of it ---------------------------------------------------------
     def parameters(self):
         return self.model.parameters()
 
@@ -180,15 +157,6 @@ class FastModel(Predicting):
 
     def eval(self) -> "FastModel":
         return self.train(False)
-
-    def close(self) -> None:
-        """Nothing to release; here so a trainer treats FastModel and DataParallel alike."""
-
-    def __enter__(self) -> "FastModel":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"FastModel({getattr(self.model, 'name', type(self.model).__name__)}, backend={self.backend.name!r}, "

@@ -1,14 +1,12 @@
 """The engine protocol: what a trainer, an evaluator or a service may ask of an engine.
 
 An engine runs a reference model (`lenet5.nn`), sharing its parameters: the optimiser,
-`state_dict()` and `train()`/`eval()` act on the model whichever engine runs it. Two stand
-behind this protocol today, `FastModel` (one process; NumPy or compiled kernels, `backend=`)
-and `DataParallel` (each batch split over processes); a new one answers the same calls.
+`state_dict()` and `train()`/`eval()` act on the model whichever engine runs it. `FastModel`
+stands behind this protocol (NumPy or compiled kernels, `backend=`); a new engine answers
+the same calls.
 
-A distortion is a `Transform`: anything with `apply(x, start) -> x` on a batch-first batch.
-The engine applies it to the batch it is given (a data-parallel engine to each process's
-rows, rebuilt in each process from its words: a `WordTransform`), so the trainer never
-needs to know where a batch is computed, and this package never needs to know what a
+A distortion is a `Transform`: anything with `apply(x) -> x` on a batch-first batch. The
+engine applies it to the batch it is given, so this package never needs to know what a
 distortion is (`lenet5.data.augment.Distortion` is one).
 """
 
@@ -21,21 +19,8 @@ import numpy as np
 
 @runtime_checkable
 class Transform(Protocol):
-    def apply(self, x: np.ndarray, start: int = 0) -> np.ndarray:
-        """The batch (N, C, H, W), transformed; the same rows in the same order. `start`: the
-        row of the whole batch that x's first row is (a process's share of it)."""
-
-
-@runtime_checkable
-class WordTransform(Transform, Protocol):
-    """A transform that crosses to another process as a few int64 words."""
-
-    def to_words(self) -> tuple[int, ...]:
-        ...
-
-    @classmethod
-    def from_words(cls, words) -> "WordTransform | None":
-        """The transform of `to_words`; None for all-zero words (no transform)."""
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The batch (N, C, H, W), transformed; the same rows in the same order."""
 
 
 @runtime_checkable
@@ -58,6 +43,3 @@ class Engine(Protocol):
 
     def eval(self) -> "Engine":
         ...
-
-    def close(self) -> None:
-        """Release what the engine holds (processes, shared memory); idempotent."""

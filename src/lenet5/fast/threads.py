@@ -1,9 +1,9 @@
 """How many threads NumPy's BLAS multiplies with, through threadpoolctl (the `train` extra).
 
-Why: a data-parallel pass runs one process per core, and each must keep its matrix
-products to one thread; BLAS's own threads would otherwise oversubscribe the cores (two
-processes × two threads ran inference at about 0.6× of one process on a 2-core machine;
-benchmarks/processes.py measures it). Without threadpoolctl the limits change nothing.
+Why: the compiled kernels run on threads of their own, and BLAS threads beside them would
+fight them for the cores, so a pass on the compiled backend keeps BLAS to one thread
+(program.py); on the NumPy steps, `FastModel(threads=N)` is BLAS's count. Without
+threadpoolctl the limits change nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def blas_threads(count: int):
 @functools.lru_cache(maxsize=None)
 def _controller():
     """One controller for the process: building one scans the loaded libraries (150 to 700 µs),
-    and a data-parallel step limits the threads twice."""
+    and a training step limits the threads twice, forward and backward."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()

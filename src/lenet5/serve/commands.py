@@ -7,7 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..arguments import non_negative_float, positive_float, positive_int, worker_count
+from ..arguments import AUTO_WORKERS_MAX, non_negative_float, positive_float, positive_int, worker_count
 from ..errors import Lenet5Error
 
 SERVE_MODULES = ("fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "PIL")
@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                         help="milliseconds a forward pass waits for more requests to join it (2)")
     parser.add_argument("--no-batching", action="store_true", help="run each request's forward pass alone")
     parser.add_argument("--workers", type=worker_count, default=1,
-                        help="server processes, each with its own copy of the model ('auto': as `lenet5 train --workers auto` picks; 1)")
+                        help="server processes, each with its own copy of the model ('auto': the usable cores, "
+                             f"at most {AUTO_WORKERS_MAX}; 1)")
     parser.add_argument("--timeout-request", type=positive_float, default=30.0,
                         help="seconds a request's head has to arrive whole (from the connection opening or the "
                              "previous answer: else the connection is closed), and its body after it (else 408) (30)")

@@ -17,7 +17,6 @@ import math
 import numpy as np
 
 from ..fusion import NormPoolReLU
-from ..norm import one_process
 from ..pooling import check_pool_input
 from .jit import kernel, prange
 from .pooling import window_maximum
@@ -98,9 +97,7 @@ class CompiledNormPoolReLU(NormPoolReLU):
 
     def forward(self, x):
         norm, pool = self.norm.layer, self.pool.layer
-        # Another process's share of the batch would need its sums mid-kernel: the NumPy
-        # step, with its all_sum, runs a data-parallel pass.
-        self._compiled = (norm.weight.value > 0).all() and self.norm.all_sum is one_process
+        self._compiled = (norm.weight.value > 0).all()
         if not self._compiled:
             return super().forward(x)
         self.norm.check(x)
