@@ -45,8 +45,8 @@ ROWS["lenet5-40-epochs"] = ("lenet5", ["--epochs", "40", "--augment", "affine"])
 ROWS["lenet5-wide-60k"] = ("lenet5-wide", ["--validation", "0", "--track-test"])
 # LeNet-5 as published on all 60,000 training images, as the paper trained it
 # (docs/lenet5-1998.md): its defaults, with the paper's affine distortions, and the paper's
-# per-pattern procedure exactly. One process: batches of 4 or 1 gain nothing from two.
-_FULL_1998 = ["--validation", "0", "--track-test", "--workers", "1"]
+# per-pattern procedure exactly.
+_FULL_1998 = ["--validation", "0", "--track-test"]
 ROWS.update({
     "lenet5-1998-60k": ("lenet5-1998", _FULL_1998),
     "lenet5-1998+affine": ("lenet5-1998", _FULL_1998 + ["--augment", "affine"]),
@@ -67,14 +67,12 @@ def _check_settings(run_dir: Path, model: str, seed: int, extra: list[str]) -> l
 
     from lenet5.cli import build_parser
     from lenet5.commands import RUN_SETTINGS
-    from lenet5.engine import auto_workers
     from lenet5.recipe import TrainConfig
 
     args = build_parser().parse_args(["train", "--model", model, "--seed", str(seed), *extra])
     names = [option[2:].replace("-", "_") for option in RUN_SETTINGS + ("--epochs",)]
     given = {name: getattr(args, name) for name in names}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None}).resolved()
-    config.workers = args.workers if args.workers is not None else auto_workers(config.batch_size)
     saved = json.loads((run_dir / "model.json").read_text())["hyperparameters"]
     row = {k: v for k, v in asdict(config).items() if k != "track_test"}
     # A setting added after the run was made is saved as null; the run did what the code of
@@ -119,6 +117,7 @@ def main(argv=None) -> int:
             "epochs": c["epochs"], "batch_size": c["batch_size"], "optimizer": c["optimizer"], "lr": c["lr"],
             "schedule": c["schedule"], "augment": c.get("augment"), "augment_strength": c.get("augment_strength"),
             "augment_delay": c.get("augment_delay"), "clean_epochs": c.get("clean_epochs"), "seed": c["seed"],
+            # The processes an older run trained on (saved until DataParallel was retired; None since).
             "workers": c.get("workers"), "parameters": _parameters(model),
             "train_seconds": metrics["train_seconds"],
             "total_seconds": None if args.recorded else time.perf_counter() - started,
