@@ -158,6 +158,10 @@ class FastModel(Predicting):
     def eval(self) -> "FastModel":
         return self.train(False)
 
+    def close(self) -> None:
+        """Nothing to release: its buffers are ordinary memory, freed with it (`Engine.close`:
+        a backend on a device would free the device's memory here)."""
+
     def __repr__(self) -> str:
         return (f"FastModel({getattr(self.model, 'name', type(self.model).__name__)}, backend={self.backend.name!r}, "
                 f"threads={self.threads}, blocked={self.blocked}, fused={self.fused}, plan={self.plan})")

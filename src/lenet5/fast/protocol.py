@@ -43,3 +43,7 @@ class Engine(Protocol):
 
     def eval(self) -> "Engine":
         ...
+
+    def close(self) -> None:
+        """Release what the engine holds beyond the model (a device's memory, worker threads
+        or processes); the caller stops using it. Calling it twice is harmless."""
