@@ -44,6 +44,19 @@ def test_train_prints_test_accuracy_and_writes_it(small_run):
     assert result.stdout.count("epoch ") == 3
 
 
+def test_the_first_line_says_what_the_run_does_and_nothing_it_does_not(small_run, tmp_path, mnist_dir):
+    _, result = small_run
+    first = result.stdout.splitlines()[0]
+    assert "1,200 images (300 held out for validation), 3 epochs," in first and "no distortions" in first
+    # One epoch of the default model: singular, and the affine distortions that start after
+    # epoch 5 are not announced, since this run never reaches them.
+    one = lenet5("train", "--train-limit", "600", "--validation", "0", "--test-limit", "100", "--epochs", "1",
+                 "--no-progress", "--out", tmp_path / "one", "--data-dir", mnist_dir, check=True)
+    first = one.stdout.splitlines()[0]
+    assert "600 images (none held out for validation), 1 epoch," in first, first
+    assert "no distortions (its affine ones start after epoch 5)" in first and "affine distortions" not in first
+
+
 def test_a_run_saved_by_the_two_process_engine_loads_evaluates_and_resumes_in_one_process(tmp_path, mnist_dir):
     # lenet5 wrote `workers` into a run's settings until its data-parallel engine was retired;
     # such a run still works, and a resume says in one line that its sums will not match.

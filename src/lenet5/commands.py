@@ -178,15 +178,19 @@ def train_command(args) -> int:
                   flush=True)
         else:
             prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)  # back if no checkpoint comes
-            print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images "
-                  f"({len(splits.x_val):,} held out for validation), {config.epochs} epochs, "
+            held_out = (f"{len(splits.x_val):,} held out for validation" if len(splits.x_val)
+                        else "none held out for validation")
+            print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images ({held_out}), "
+                  f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, "
                   f"batch {config.batch_size}, {config.optimizer} lr {config.lr:g} ({config.schedule}), "
                   f"{_distortions(config)}, seed {config.seed}, {_engine_words(engine)}", flush=True)
         try:
             trainer.fit()
+            metrics = trainer.finish()
         except KeyboardInterrupt:
             return 130
-        metrics = trainer.finish()
+        finally:
+            engine.close()
     print(f"run saved in {args.out}")
     print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f}% "
           f"({metrics['test_count']:,} test images, error rate {metrics['test_error_rate'] * 100:.2f}%)")
@@ -205,6 +209,9 @@ def _engine_words(engine) -> str:
 def _distortions(config) -> str:
     if config.augment == "none" or config.augment_strength == 0:
         return "no distortions"
+    distorted = config.epochs - config.clean_epochs - config.augment_delay
+    if distorted <= 0:  # a short run never reaches them: do not announce them
+        return f"no distortions (its {config.augment} ones start after epoch {config.augment_delay})"
     delay = f", after epoch {config.augment_delay}" if config.augment_delay else ""
     clean = f", none in the last {config.clean_epochs}" if config.clean_epochs else ""
     return f"{config.augment} distortions (strength {config.augment_strength:g}{delay}{clean})"
