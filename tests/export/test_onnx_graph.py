@@ -103,7 +103,7 @@ def test_lenet5_1998_mapping_c3_table_subsampling_and_scaled_tanh():
     s2 = weights[convs[1].input[1]]
     assert np.array_equal(s2, np.broadcast_to(model.s2.weight.value[:, None, None, None], (6, 1, 2, 2)))
     op_types = [node.op_type for node in proto.graph.node]
-    assert op_types.count("Tanh") == 4 and "ReduceSumSquare" in op_types
+    assert op_types.count("Tanh") == 6 and "ReduceSumSquare" in op_types  # after C1, S2, C3, S4, C5, F6
 
 
 def test_rbf_output_is_the_negated_penalties():
