@@ -77,6 +77,10 @@ def _check_settings(run_dir: Path, model: str, seed: int, extra: list[str]) -> l
     names = [option[2:].replace("-", "_") for option in RUN_SETTINGS + ("--epochs",)]
     given = {name: getattr(args, name) for name in names}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None}).resolved()
+    if args.backend is None:  # as `lenet5 train` picks it
+        from lenet5.engine import default_backend
+
+        config.backend = default_backend()
     saved = json.loads((run_dir / "model.json").read_text())["hyperparameters"]
     row = {k: v for k, v in asdict(config).items() if k != "track_test"}
     # A setting added after the run was made is saved as null; the run did what the code of
