@@ -78,8 +78,9 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--clean-epochs", type=non_negative_int, metavar="EPOCHS",
                         help="train the last EPOCHS epochs on the images as drawn again, so the model "
                              "ends on undistorted digits; 0: distort to the end (model default)")
-    parser.add_argument("--validation", type=non_negative_int, help="training images held out for validation (the model's default: 5000; 0 for lenet5-1998, "
-                             "which trains on all 60,000 as the paper did)")
+    parser.add_argument("--validation", type=non_negative_int,
+                        help="training images held out for validation (the model's default: 5000; 0 for "
+                             "lenet5-1998, which trains on all 60,000 as the paper did)")
     parser.add_argument("--seed", type=seed, help="(0)")
     parser.add_argument("--out", type=directory_path, help="run directory (runs/<model>-<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")

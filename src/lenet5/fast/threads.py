@@ -43,11 +43,3 @@ def _controller():
 def rescan_libraries() -> None:
     """Find the BLAS libraries loaded since the first limit (SciPy's, for the compiled kernels)."""
     _controller.cache_clear()
-
-
-def current_blas_threads() -> int | None:
-    """The largest thread count among the loaded BLAS libraries (None without threadpoolctl)."""
-    if not available():
-        return None
-    counts = [info["num_threads"] for info in _controller().info() if info.get("user_api") == "blas"]
-    return max(counts) if counts else None
