@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet5.models import MODELS
+from lenet5.zoo.models import MODELS
 
 # The bars of the issue; lenet5-1998 has none (the paper reports 0.95% test error, 99.05%,
 # for its RBF-output network trained without distortions).
@@ -59,7 +59,7 @@ SEEDED_ROWS = {name: (0, 1, 2) for name in ("lenet5-1998", "lenet5-1998+affine",
 
 
 def _parameters(name: str) -> int:
-    from lenet5.models import build_model
+    from lenet5.zoo.models import build_model
 
     return build_model(name).num_parameters()
 
@@ -69,16 +69,16 @@ def _check_settings(run_dir: Path, model: str, seed: int, extra: list[str]) -> l
     (`--track-test` aside: it only evaluates)."""
     from dataclasses import asdict
 
-    from lenet5.cli import build_parser
-    from lenet5.commands import RUN_SETTINGS
-    from lenet5.recipe import TrainConfig
+    from lenet5.cli.commands import RUN_SETTINGS
+    from lenet5.cli.main import build_parser
+    from lenet5.training.recipe import TrainConfig
 
     args = build_parser().parse_args(["train", "--model", model, "--seed", str(seed), *extra])
     names = [option[2:].replace("-", "_") for option in RUN_SETTINGS + ("--epochs",)]
     given = {name: getattr(args, name) for name in names}
     config = TrainConfig(**{k: v for k, v in given.items() if v is not None}).resolved()
     if args.backend is None:  # as `lenet5 train` picks it
-        from lenet5.engine import default_backend
+        from lenet5.run.engine import default_backend
 
         config.backend = default_backend()
     saved = json.loads((run_dir / "model.json").read_text())["hyperparameters"]

@@ -41,7 +41,7 @@ INFERENCE_BATCHES = (64, 256, 1000)
 
 def load_data(model_name: str):
     from lenet5.data import load_dataset, preprocess
-    from lenet5.models import get_spec
+    from lenet5.zoo.models import get_spec
 
     spec = get_spec(model_name)
     dataset = load_dataset("mnist")
@@ -62,8 +62,8 @@ class Lenet5Side:
 
     def __init__(self, model_name, seed=0, engine=None):
         from lenet5.fast import FastModel
-        from lenet5.models import build_model
         from lenet5.nn import Adam, SoftmaxCrossEntropy
+        from lenet5.zoo.models import build_model
 
         self.model = build_model(model_name, seed)
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
@@ -114,8 +114,8 @@ class TorchSide:
     def __init__(self, model_name, seed=0):
         import torch
 
-        from lenet5.models import build_model
         from lenet5.torch_twin import torch_twin
+        from lenet5.zoo.models import build_model
 
         torch.set_num_threads(THREADS)
         self.torch = torch
@@ -155,7 +155,7 @@ class OnnxRuntimeSide:
 
         from lenet5.data import load_dataset
         from lenet5.export.onnx_graph import to_onnx
-        from lenet5.models import build_model, get_spec
+        from lenet5.zoo.models import build_model, get_spec
 
         spec, dataset = get_spec(model_name), load_dataset("mnist")
         metadata = {"architecture": model_name, "dataset": "mnist",
@@ -184,9 +184,9 @@ class PublicApiSide:
     def __init__(self, model_name, seed=0):
         from pathlib import Path
 
-        from lenet5.classifier import Classifier
         from lenet5.data import load_dataset
-        from lenet5.models import build_model, get_spec
+        from lenet5.run.classifier import Classifier
+        from lenet5.zoo.models import build_model, get_spec
 
         spec, dataset = get_spec(model_name), load_dataset("mnist")
         metadata = {"architecture": model_name, "dataset": "mnist",
@@ -475,8 +475,8 @@ def _per_epoch(totals, images):
 
 def flops_per_epoch(model_name) -> float:
     """Multiply-adds ×2 of the matrix products of one training epoch (forward + backward)."""
-    from lenet5.models import build_model
     from lenet5.nn import Conv2D, Dense
+    from lenet5.zoo.models import build_model
 
     model = build_model(model_name)
     shape, flops, first = model.input_shape, 0.0, True

@@ -60,7 +60,8 @@ def measure(run_dir: Path, args) -> dict:
     from lenet5.export.ops import inference_ops
     from lenet5.export.quantize import calibration_images, quantize_int8
     from lenet5.fast import FastModel
-    from lenet5.rundir import load_run, preprocess_like
+    from lenet5.run.directory import load_run
+    from lenet5.run.preprocessing import preprocess_like
 
     model, metadata = load_run(run_dir)
     dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=args.data_dir)
@@ -156,11 +157,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args(argv)
 
+    import onnxruntime
+
     from lenet5 import __version__
     from lenet5.errors import Lenet5Error
-    from lenet5.fileio import atomic_write_text
-
-    import onnxruntime
+    from lenet5.files.writing import atomic_write_text
 
     results = []
     for run_dir in args.runs:

@@ -22,9 +22,9 @@ import numpy as np  # noqa: E402
 
 def main(argv=None) -> int:
     from lenet5.data import load_dataset, preprocess
-    from lenet5.models import build_model, get_spec
     from lenet5.fast import FastModel
     from lenet5.nn import Adam, SoftmaxCrossEntropy
+    from lenet5.zoo.models import build_model, get_spec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet5")

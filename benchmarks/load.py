@@ -65,9 +65,9 @@ def main(argv=None) -> int:
 
 
 def untrained_run(directory: Path) -> Path:
-    from lenet5.models import build_model
-    from lenet5.rundir import preprocessing_metadata
-    from lenet5.serialization import save_model
+    from lenet5.files.weights import save_model
+    from lenet5.run.preprocessing import preprocessing_metadata
+    from lenet5.zoo.models import build_model
 
     model = build_model("lenet5", seed=0)
     model.eval()
@@ -92,7 +92,7 @@ def torch_forward(classifier):
     weights, eval mode), after the same preprocessing as the NumPy service."""
     import torch
 
-    from lenet5.rundir import preprocess_like
+    from lenet5.run.preprocessing import preprocess_like
     from lenet5.torch_twin import torch_twin
 
     twin = torch_twin(classifier.model).eval()
@@ -108,7 +108,7 @@ def torch_forward(classifier):
 def serve(kind: str, run_dir: Path, port: int, max_wait: float) -> int:
     import uvicorn
 
-    from lenet5.classifier import load
+    from lenet5.run.classifier import load
     from lenet5.serve.app import create_app
 
     classifier = load(run_dir)

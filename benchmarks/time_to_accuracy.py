@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         "curve": [{"epoch": r["epoch"], "test_accuracy": r["test_accuracy"], "seconds": r["seconds"]} for r in history],
         "load_average": os.getloadavg(),
     }
-    from lenet5.fileio import atomic_write_text
+    from lenet5.files.writing import atomic_write_text
 
     atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
     return 0

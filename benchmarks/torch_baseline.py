@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     import torch
 
     from lenet5.data import load_dataset, preprocess
-    from lenet5.models import build_model, get_spec
     from lenet5.torch_twin import torch_twin
+    from lenet5.zoo.models import build_model, get_spec
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)

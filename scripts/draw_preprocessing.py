@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lenet5.fileio import atomic_write
+    from lenet5.files.writing import atomic_write
     from lenet5.image import prepare_digit
 
     out = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "docs" / "images" / "preprocessing.png"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import lenet5
-from lenet5.cli import main
+from lenet5.cli.main import main
 
 
 @pytest.mark.slow

@@ -47,7 +47,8 @@ def test_the_reference_engine_importing_the_fast_engine_breaks_a_contract(tmp_pa
 
 
 def test_a_lower_layer_importing_a_higher_one_breaks_a_contract(tmp_path):
-    root = planted(tmp_path, "models.py", "from . import trainer  # noqa: E402,F401")
+    root = planted(tmp_path, "zoo/models.py", "from ..training import trainer  # noqa: E402,F401")
     done = lint_imports(root, root)
     assert done.returncode != 0
-    assert "lenet5.models is not allowed to import lenet5.trainer" in done.stdout, done.stdout[-3000:]
+    assert "lenet5.zoo is not allowed to import lenet5.training" in done.stdout, done.stdout[-3000:]
+    assert "lenet5.zoo.models -> lenet5.training.trainer" in done.stdout, done.stdout[-3000:]

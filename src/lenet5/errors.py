@@ -19,3 +19,7 @@ class ChecksumError(DataError):
 
 class CheckpointError(Lenet5Error):
     """A model or checkpoint file is unreadable, unsafe, or does not match its metadata."""
+
+
+class RunDirError(Lenet5Error):
+    """A run directory that cannot be used: unwritable, already taken, or not a run."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Lenet5Error
-from .fileio import atomic_directory, atomic_write, atomic_write_text, check_destination
+from .files.writing import atomic_directory, atomic_write, atomic_write_text, check_destination
 
 
 def _pyplot():
@@ -164,16 +164,18 @@ def make_report(run_dir: str | Path, index: int = 0, data_dir=None) -> Path:
     directory is checked first (`load_run`, `read_history`); a write that fails (a read-only
     run directory, a full disk) is one line naming the folder and why.
     """
-    from .rundir import REPORT, load_run, os_reason, read_history
+    from .files.writing import os_reason
+    from .run.classifier import load
+    from .run.directory import REPORT, read_history
 
     run_dir = Path(run_dir)
-    model, metadata = load_run(run_dir)
+    classifier = load(run_dir)
     history = read_history(run_dir)
     # Anything but a folder there is not a report lenet5 made: replacing it could destroy the user's.
     target = check_destination(run_dir / REPORT, what="a report folder", folder=True)
     try:
         with atomic_directory(target) as building:
-            _write_report(run_dir, model, metadata, history, building, index, data_dir)
+            _write_report(classifier, history, building, index, data_dir)
     except OSError as error:
         kept = " (the previous report is kept)" if (run_dir / REPORT).is_dir() else ""
         raise Lenet5Error(f"cannot write the report {run_dir / REPORT}: {os_reason(error)}{kept}") from None
@@ -204,7 +206,7 @@ def plot_distortions(images: np.ndarray, used: str, strength: float, path: Path,
 
 def plot_rbf_codes(centers: np.ndarray, path: Path) -> Path:
     """The RBF output units' centres as the 7×12 bitmaps they are (LeCun et al. 1998, figure 3)."""
-    from .lecun1998 import CODE_HEIGHT, CODE_WIDTH
+    from .zoo.lecun1998 import CODE_HEIGHT, CODE_WIDTH
 
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(centers), figsize=(1.0 * len(centers), 1.9))
@@ -221,7 +223,7 @@ def plot_error_per_pass(history: list[dict], path: Path) -> Path:
     """Training and test error per pass beside what the paper reports: 0.95% test error after
     about 10 passes and 0.35% training error after 19 (test error is drawn when the run
     tracked it, `--track-test`)."""
-    from .lecun1998 import PAPER_TEST_ERROR, PAPER_TEST_ERROR_PASSES, PAPER_TRAIN_ERROR, PAPER_TRAIN_ERROR_PASSES
+    from .zoo.lecun1998 import PAPER_TEST_ERROR, PAPER_TEST_ERROR_PASSES, PAPER_TRAIN_ERROR, PAPER_TRAIN_ERROR_PASSES
 
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 3.8))
@@ -268,26 +270,23 @@ def lecun1998_pictures(model, history: list[dict], out: Path) -> list[tuple[str,
     return pictures
 
 
-def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out: Path, index: int,
-                  data_dir) -> None:
-    """The pictures, index.html and report.json of the run, written into `out`."""
+def _write_report(classifier, history: list[dict], out: Path, index: int, data_dir) -> None:
+    """The pictures, index.html and report.json of the classifier's run, written into `out`."""
     from .data import load_dataset
-    from .engine import make_engine
-    from .evaluation import evaluate
-    from .models import get_spec
-    from .nn import Conv2D
-    from .rundir import preprocess_like
+    from .nn import Conv2D, softmax
+    from .run.evaluation import metrics_of
+    from .run.preprocessing import preprocess_like
+    from .zoo.models import get_spec
 
     started = time.perf_counter()
+    run_dir, model, metadata = classifier.run_dir, classifier.model, classifier.metadata
     dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=data_dir)
     class_names = list(metadata.get("class_names") or dataset.class_names)
-    x_test = preprocess_like(dataset.test_images, metadata)
-    if not 0 <= index < len(x_test):
-        raise Lenet5Error(f"--index {index} is outside the test set (0..{len(x_test) - 1})")
-    engine = make_engine(model)
-    metrics = evaluate(engine, x_test, dataset.test_labels,
-                       loss_fn=get_spec(metadata["architecture"]).make_loss(), where=str(run_dir))
-    probabilities = engine.predict_proba(x_test)
+    if not 0 <= index < len(dataset.test_images):
+        raise Lenet5Error(f"--index {index} is outside the test set (0..{len(dataset.test_images) - 1})")
+    logits = classifier.logits(dataset.test_images)
+    metrics = metrics_of(logits, dataset.test_labels, loss_fn=get_spec(metadata["architecture"]).make_loss())
+    probabilities = softmax(logits.astype(np.float64), axis=1)
     predictions = probabilities.argmax(axis=1)
     pictures: list[tuple[str, Path]] = []
 
@@ -301,7 +300,7 @@ def _write_report(run_dir: Path, model, metadata: dict, history: list[dict], out
         pictures.append((f"Filters of {name}", plot_filters(
             layer.weight.value * (layer.connections[:, :, None, None] if layer.connections is not None else 1),
             f"Learned {layer.kernel_size[0]}×{layer.kernel_size[1]} filters of {name}", out / f"filters_conv{position}.png")))
-    stages = feature_maps(model, x_test[index: index + 1])
+    stages = feature_maps(model, preprocess_like(dataset.test_images[index: index + 1], metadata))
     pictures.append(("Feature maps", plot_feature_maps(
         dataset.test_images[index], stages, class_names[dataset.test_labels[index]], out / "feature_maps.png")))
     settings = metadata.get("hyperparameters") or {}
@@ -377,17 +376,3 @@ def _percent(value) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value * 100:.2f}%"
     return str(value)
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("report", help="pictures and an HTML page of a run")
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--index", type=int, default=0, help="test image shown in the feature maps (0)")
-    parser.add_argument("--data-dir", type=Path)
-    parser.set_defaults(handler=report_command)
-
-
-def report_command(args) -> int:
-    page = make_report(args.run_dir, index=args.index, data_dir=args.data_dir)
-    print(f"report written: {page}")
-    return 0

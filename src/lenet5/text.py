@@ -7,13 +7,15 @@ import os
 MAX_ERROR_CHARACTERS = 1000
 
 
-def one_line(message: str) -> str:
-    """`message` on one line of readable length: an error may quote what a file holds, and a
-    crafted file can hold megabytes or line breaks."""
-    message = " ".join(message.split())
-    if len(message) <= MAX_ERROR_CHARACTERS:
+def one_line(message, limit: int = MAX_ERROR_CHARACTERS) -> str:
+    """`message` (or an exception, or any value's str) on one line of at most `limit`
+    characters and the note of what was cut: an error may quote what a file holds or what a
+    decoder said, and a crafted file can hold megabytes or line breaks. The one shortener of
+    every message lenet5 prints."""
+    message = " ".join(str(message).split())
+    if len(message) <= limit:
         return message
-    return f"{message[:MAX_ERROR_CHARACTERS]}... ({len(message) - MAX_ERROR_CHARACTERS:,} more characters)"
+    return f"{message[:limit]}... ({len(message) - limit:,} more characters)"
 
 
 def shown_name(name: str | os.PathLike) -> str:

@@ -1,7 +1,8 @@
-"""A PyTorch copy of a lenet5 model, layer for layer, with the same weights.
+"""A PyTorch copy of a lenet5 layer or model, with the same weights: the one twin builder.
 
-Used by the tests (outputs and gradients must agree) and by the benchmark (the same network
-timed in both). Needs `torch`, which lenet5 itself never imports.
+The tests compare each layer's outputs and gradients with its twin's (`tests/nn/torch_twins.py`
+calls `twin_layer` with the parameters as arguments), and the benchmarks time the same network
+in both (`torch_twin`). Needs `torch`, which lenet5 itself never imports.
 """
 
 from __future__ import annotations
@@ -12,41 +13,38 @@ from . import nn as ln
 
 
 def torch_twin(model: ln.Sequential, dtype=None):
-    """A `torch.nn.Sequential` computing what `model` computes, weights copied."""
-    import torch
+    """A `torch.nn.Sequential` computing what `model` computes, weights copied, in its mode."""
     from torch import nn
 
-    dtype = dtype or (torch.float64 if model.parameters()[0].value.dtype == np.float64 else torch.float32)
-    layers = [_twin_layer(layer, nn, torch) for layer in model.layers]
-    twin = nn.Sequential(*layers).to(dtype)
-    copy_weights(model, twin)
+    twin = nn.Sequential(*[twin_layer(layer) for layer in model.layers])
+    if dtype is not None:
+        twin = twin.to(dtype)
     twin.train(model.training)
     return twin
 
 
-def copy_weights(model: ln.Sequential, twin) -> None:
+def twin_layer(layer):
+    """The torch module computing what `layer` computes, its parameters and buffers copied (in
+    the layer's dtype) and in the layer's mode. A C3-style connection table is a mask applied
+    in the forward pass, so a masked weight gets no gradient, as in lenet5.nn.Conv2D."""
     import torch
 
+    module = _module_for(layer)
     with torch.no_grad():
-        for layer, torch_layer in zip(model.layers, twin):
-            if isinstance(layer, _Subsample):
-                torch_layer.weight.copy_(torch.from_numpy(layer.weight.value))
-                torch_layer.bias.copy_(torch.from_numpy(layer.bias.value))
-                continue
-            for name, parameter in layer.named_parameters():
-                value = parameter.value
-                if name == "weight" and getattr(layer, "connections", None) is not None:
-                    value = value * layer.connections[:, :, None, None]
-                getattr(torch_layer, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
-            for name, buffer in layer.named_buffers():
-                getattr(torch_layer, name).copy_(torch.from_numpy(buffer))
+        for name, parameter in layer.named_parameters():
+            getattr(module, name).data = torch.from_numpy(np.array(parameter.value))
+        for name, buffer in layer.named_buffers():
+            getattr(module, name).data = torch.from_numpy(np.array(buffer))
+    module.train(layer.training)
+    return module
 
 
-_Subsample = ln.Subsampling
+def _module_for(layer):
+    from torch import nn
 
-
-def _twin_layer(layer, nn, torch):
     if isinstance(layer, ln.Conv2D):
+        if layer.connections is not None:
+            return _MaskedConv2d(layer)
         return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
                          layer.padding, bias=layer.bias is not None)
     if isinstance(layer, ln.Dense):
@@ -58,23 +56,25 @@ def _twin_layer(layer, nn, torch):
     if isinstance(layer, ln.MaxPool2D):
         return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
     if isinstance(layer, ln.Subsampling):
-        return _TorchSubsampling(layer.channels, layer.kernel_size, nn, torch)
+        return _Subsampling(layer)
     if isinstance(layer, ln.AvgPool2D):
-        return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
+        return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, count_include_pad=True)
     if isinstance(layer, ln.Dropout):
         return nn.Dropout(layer.p)
     simple = {ln.ReLU: nn.ReLU, ln.Sigmoid: nn.Sigmoid, ln.Tanh: nn.Tanh, ln.Flatten: nn.Flatten,
-              ln.Softmax: lambda: nn.Softmax(dim=1)}
+              ln.Softmax: lambda: nn.Softmax(dim=1), ln.ScaledTanh: _ScaledTanh}
     if type(layer) in simple:
         return simple[type(layer)]()
-    if isinstance(layer, ln.ScaledTanh):
-        return _TorchScaledTanh(nn)
     if isinstance(layer, ln.RBF):
-        return _TorchRBF(layer, nn, torch)
+        return _RBF(layer)
     raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
 
 
-def _TorchScaledTanh(nn):
+# The modules PyTorch does not have, defined on first use so that importing this file needs
+# no torch.
+def _ScaledTanh():
+    from torch import nn
+
     class ScaledTanh(nn.Module):
         def forward(self, x):
             return 1.7159 * (x * (2.0 / 3.0)).tanh()
@@ -82,12 +82,37 @@ def _TorchScaledTanh(nn):
     return ScaledTanh()
 
 
-def _TorchSubsampling(channels, kernel, nn, torch):
+def _MaskedConv2d(layer):
+    import torch
+    from torch import nn
+
+    class MaskedConv2d(nn.Conv2d):
+        """A convolution whose input map i reaches output map o only where connections[o, i]."""
+
+        def __init__(self):
+            super().__init__(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                             layer.padding, bias=layer.bias is not None)
+            self.register_buffer("mask", torch.from_numpy(layer.connections[:, :, None, None].astype(np.float64)))
+
+        def forward(self, x):
+            return self._conv_forward(x, self.weight * self.mask.to(x.dtype), self.bias)
+
+    return MaskedConv2d()
+
+
+def _Subsampling(layer):
+    import torch
+    from torch import nn
+
+    kernel = layer.kernel_size
+
     class Subsampling(nn.Module):
+        """The 1998 S-layers: each map's 2×2 sums times a trainable coefficient, plus a bias."""
+
         def __init__(self):
             super().__init__()
-            self.weight = nn.Parameter(torch.empty(channels))
-            self.bias = nn.Parameter(torch.empty(channels))
+            self.weight = nn.Parameter(torch.empty(layer.channels))
+            self.bias = nn.Parameter(torch.empty(layer.channels))
 
         def forward(self, x):
             sums = nn.functional.avg_pool2d(x, kernel) * (kernel[0] * kernel[1])
@@ -96,7 +121,10 @@ def _TorchSubsampling(channels, kernel, nn, torch):
     return Subsampling()
 
 
-def _TorchRBF(layer, nn, torch):
+def _RBF(layer):
+    import torch
+    from torch import nn
+
     class RBF(nn.Module):
         """−Σ_j (x_j − centers_ij)²; fixed centres are a buffer, as in lenet5.nn.RBF."""
 

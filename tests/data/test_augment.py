@@ -6,15 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from lenet5.checkpoint import Checkpoint
 from lenet5.data.augment import (
-    ELASTIC_ALPHA, ELASTIC_SIGMA, KINDS, Distortion, ROTATION_DEGREES, SCALE, SHEAR, TRANSLATION, affine_sample_points,
-    bilinear_sample, distort, elastic_field, gaussian_matrix, random_affine, random_shift, shift_images,
+    ELASTIC_ALPHA, ELASTIC_SIGMA, KINDS, ROTATION_DEGREES, SCALE, SHEAR, TRANSLATION, Distortion, affine_sample_points,
+    bilinear_sample, distort, elastic_field, gaussian_matrix, random_affine, random_shift, shift_images
 )
 from lenet5.errors import Lenet5Error
-from lenet5.recipe import TrainConfig
-from lenet5.rundir import prepare_run_dir
-from tests.test_train import fit_until_interrupted, make_trainer, run, small_config, synthetic_splits
+from lenet5.training.checkpoint import Checkpoint
+from lenet5.training.recipe import TrainConfig
+from lenet5.training.run_dir import prepare_run_dir
+from tests.training.test_train import fit_until_interrupted, make_trainer, run, small_config, synthetic_splits
 
 
 def digits(count=16, side=28, seed=0, dtype=np.float32):
@@ -293,7 +293,7 @@ def test_resume_after_interrupt_distorts_as_the_uninterrupted_run(tmp_path, kind
 def test_a_checkpoint_of_an_older_lenet5_with_augment_shift_resumes(tmp_path):
     """Its hyperparameters hold `augment_shift` and lack the fields added since; its history
     rows lack the test columns. It resumes as the shift run it was, bit for bit."""
-    from tests.crafted import DELETE, rewrite, set_field
+    from tests.helpers.crafted import DELETE, rewrite, set_field
 
     splits = synthetic_splits()
     # An older lenet5 distorted to the last epoch: no clean epochs.
@@ -366,7 +366,7 @@ def test_the_delay_and_the_clean_epochs_leave_the_first_and_last_epochs_undistor
 def test_the_train_command_takes_the_distortion_its_delay_and_test_tracking(tmp_path, mnist_dir, capsys):
     import json
 
-    from lenet5.cli import main
+    from lenet5.cli.main import main
 
     run_dir = tmp_path / "run"
     small = ["--train-limit", "600", "--validation", "100", "--test-limit", "200", "--batch-size", "100",

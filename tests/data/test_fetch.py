@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
+import urllib3
 
 from lenet5.data import DATASETS, fetch, load_dataset, locate, sha256_file
 from lenet5.data.dataset import dataset_info
@@ -77,7 +77,7 @@ def test_mirror_download_fills_the_cache_with_uncompressed_verified_files(tiny, 
     assert len(http_server.requests) == 4  # the second load came from the cache
 
 
-def test_on_a_terminal_pooch_draws_a_progress_bar(tiny, isolated, http_server, monkeypatch):
+def test_on_a_terminal_tqdm_draws_a_progress_bar(tiny, isolated, http_server, monkeypatch):
     class Terminal(io.StringIO):
         def isatty(self):
             return True
@@ -89,14 +89,14 @@ def test_on_a_terminal_pooch_draws_a_progress_bar(tiny, isolated, http_server, m
     assert "lenet5: downloaded" not in terminal.getvalue()
 
 
-def test_without_pooch_mirrors_say_how_to_install_it_and_other_sources_still_work(tiny, isolated, tmp_path,
-                                                                                   http_server, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pooch", None)  # `import pooch` now raises ImportError
+def test_without_requests_mirrors_say_how_to_install_it_and_other_sources_still_work(tiny, isolated, tmp_path,
+                                                                                      http_server, monkeypatch):
+    monkeypatch.setitem(sys.modules, "requests", None)  # `import requests` now raises ImportError
     good = serve_dataset(http_server, tiny, "good")
     with pytest.raises(DataError) as info:
         locate("tiny", mirrors=[good])
     message = str(info.value)
-    assert f"Tried: mirror {good}: downloading from a mirror needs pooch: `pip install lenet5[data]`. " in message
+    assert f"Tried: mirror {good}: downloading from a mirror needs requests: `pip install lenet5[data]`. " in message
     assert "\n" not in message and http_server.requests == [] and cache_entries(isolated) == []
     set_tiny(monkeypatch, system_dirs=(str(tiny.gz),))
     locate("tiny", mirrors=[good])
@@ -165,18 +165,20 @@ def test_checksum_failure_from_a_mirror_names_url_expected_and_found(tiny, isola
 
 
 def test_an_interrupted_download_leaves_no_file_behind(tiny, isolated, http_server, monkeypatch, tmp_path):
-    original = requests.models.Response.iter_content
+    original, calls = urllib3.response.HTTPResponse.read1, []
 
     def interrupted(self, *args, **kwargs):  # the first block arrives, then Ctrl-C
-        yield next(original(self, *args, **kwargs))
-        raise KeyboardInterrupt
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(args)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(requests.models.Response, "iter_content", interrupted)
+    monkeypatch.setattr(urllib3.response.HTTPResponse, "read1", interrupted)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     with pytest.raises(KeyboardInterrupt):
         locate("tiny", mirrors=[serve_dataset(http_server, tiny, "good")])
-    assert cache_entries(isolated) == [] and list((tmp_path / "tmp").iterdir()) == []
+    assert calls and cache_entries(isolated) == [] and list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_an_install_interrupted_halfway_leaves_the_cache_empty(tiny, isolated, http_server, monkeypatch):
@@ -196,19 +198,30 @@ def test_an_install_interrupted_halfway_leaves_the_cache_empty(tiny, isolated, h
 
 @pytest.mark.parametrize("mode", ["trickle", "trickle-unannounced"])
 def test_a_mirror_that_trickles_is_abandoned_at_the_deadline(tiny, isolated, http_server, monkeypatch, mode):
-    # One byte every 50 ms: each read of the socket succeeds well within DOWNLOAD_TIMEOUT, so
-    # only the deadline for the whole file stops it (the first file would take 13 minutes).
+    # One byte every 50 ms never leaves the socket silent for the 2 s read timeout, and the
+    # first 80 bytes of each file take 4 s: only the 0.5 s deadline can end the transfer before
+    # the body does (whole, those bytes would be an unreadable gzip, a different error).
+    monkeypatch.setattr(fetch, "DOWNLOAD_TIMEOUT", 2)
     monkeypatch.setattr(fetch, "DOWNLOAD_DEADLINE", 0.5)
-    slow = serve_dataset(http_server, tiny, "slow", mode)
+    slow = serve_dataset(http_server, tiny, "slow", mode, lambda body: body[:80])
     started = time.monotonic()
     with pytest.raises(DataError) as info:
         locate("tiny", mirrors=[slow])
-    assert 0.5 <= time.monotonic() - started < 5
+    assert 0.5 <= time.monotonic() - started < 4  # abandoned at the deadline, not once the body is in
     message = str(info.value)
     assert f"Tried: mirror {slow}: {FILES[0]}.gz: abandoned after 0.5 s, the time allowed per file. " in message
     assert "\n" not in message and cache_entries(isolated) == []
     locate("tiny", mirrors=[slow, serve_dataset(http_server, tiny, "good")])
     assert cache_entries(isolated) == sorted(FILES)
+
+
+def test_a_mirror_silent_longer_than_the_read_timeout_is_abandoned(http_server, monkeypatch, tmp_path):
+    monkeypatch.setattr(fetch, "DOWNLOAD_TIMEOUT", 0.02)  # the server sends a byte every 50 ms
+    http_server.serve("/slow/file.gz", bytes(40), "trickle")
+    target = tmp_path / "file.gz"
+    with pytest.raises(DataError, match=r"^file\.gz: nothing received for 0\.02 s, the longest silence allowed$"):
+        fetch.download(http_server.url("slow") + "file.gz", target)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_file_installed_before_a_failure_is_kept_and_not_fetched_again(tiny, isolated, http_server):
@@ -434,7 +447,7 @@ def test_a_fifo_where_a_cached_file_goes_is_left_alone_and_named(tiny, isolated,
 def test_data_fetch_with_a_data_dir_of_symlinks_only_reads(tiny, isolated, tmp_path, capsys):
     """--data-dir is verified in place: links are read through, nothing is written there or
     into the cache."""
-    from lenet5 import cli
+    from lenet5.cli import main as cli
 
     links = tmp_path / "links"
     links.mkdir()
@@ -476,10 +489,10 @@ def test_a_corrupt_file_in_a_read_only_cache_says_what_to_do(corrupt_unremovable
 
 def test_evaluate_train_and_data_fetch_on_a_read_only_cache_with_a_corrupt_file(corrupt_unremovable, tmp_path,
                                                                                   capsys):
-    from lenet5 import cli
-    from lenet5.models import build_model
-    from lenet5.rundir import preprocessing_metadata
-    from lenet5.serialization import save_model
+    from lenet5.cli import main as cli
+    from lenet5.files.weights import save_model
+    from lenet5.run.preprocessing import preprocessing_metadata
+    from lenet5.zoo.models import build_model
 
     run = tmp_path / "run"
     run.mkdir()

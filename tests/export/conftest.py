@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet5.models import build_model
-from lenet5.rundir import preprocessing_metadata
-from lenet5.serialization import save_model
+from lenet5.files.weights import save_model
+from lenet5.run.preprocessing import preprocessing_metadata
+from lenet5.zoo.models import build_model
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -68,7 +68,7 @@ def hand_built(kind: str):
     """Layers and settings the zoo does not use: strides, padded pools, an unfoldable
     BatchNorm (nothing linear before it), Softmax."""
     from lenet5.nn import (
-        AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential, Sigmoid, Softmax,
+        AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential, Sigmoid, Softmax
     )
 
     if kind == "strided and padded":

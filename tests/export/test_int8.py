@@ -7,7 +7,7 @@ import pytest
 
 from lenet5.export.int8 import INT8_MAX, Int8Model, QuantParams, integer_product, per_channel_weights
 from lenet5.export.ops import inference_ops
-from lenet5.models import MODELS
+from lenet5.zoo.models import MODELS
 
 from .conftest import HAND_BUILT, hand_built, metadata_for, random_model, synthetic_digits
 

@@ -9,9 +9,9 @@ import pytest
 
 from lenet5.export.onnx_graph import INPUT, IR_VERSION, OPSET, OUTPUT, to_onnx
 from lenet5.export.ops import ExportError
-from lenet5.models import MODELS
 from lenet5.nn import Dense, Flatten, ReLU, ScaledTanh, Sequential
-from lenet5.rundir import preprocess_like
+from lenet5.run.preprocessing import preprocess_like
+from lenet5.zoo.models import MODELS
 
 from .conftest import hand_built, metadata_for, random_model, synthetic_digits
 

@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 
 from lenet5 import nn as ln
-from lenet5.fast import FastModel
-from lenet5.fast import backends as backend_table
-from lenet5.fast import compiled
-from lenet5.fast.compiled import conv as compiled_conv
-from lenet5.fast.compiled import jit
+from lenet5.fast import FastModel, backends as backend_table, compiled
+from lenet5.fast.compiled import conv as compiled_conv, jit
 from lenet5.fast.compiled.conv import CompiledConvStep
 from lenet5.fast.compiled.fusion import CompiledNormPoolReLU
 from lenet5.fast.step import ReferenceStep
-from lenet5.models import MODELS, build_model
+from lenet5.zoo.models import MODELS, build_model
 
 from ..nn.torch_twins import max_relative_difference
 from .twins import assert_step_matches_layer
@@ -177,7 +174,7 @@ import numpy as np
 from lenet5.fast import FastModel
 from lenet5.fast.compiled import conv as compiled_conv
 from lenet5.fast.compiled import jit
-from lenet5.models import MODELS, build_model
+from lenet5.zoo.models import MODELS, build_model
 from lenet5.nn import Adam
 
 name, parallel_from = sys.argv[1], int(sys.argv[2])

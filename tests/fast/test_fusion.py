@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from lenet5 import nn as ln
-from lenet5.models import build_model
 from lenet5.fast import FastModel
 from lenet5.fast.fusion import NormPoolReLU, fuse
+from lenet5.zoo.models import build_model
 
 from ..nn.torch_twins import DTYPES, assert_close
 

@@ -8,7 +8,7 @@ from lenet5 import nn as ln
 from lenet5.fast import FastModel
 from lenet5.fast.plan import inference_layers
 from lenet5.nn.sequential import leaf_layers
-from lenet5.models import build_model
+from lenet5.zoo.models import build_model
 
 from ..nn.torch_twins import connection_table, randomise
 

@@ -7,8 +7,8 @@ import pytest
 from lenet5 import nn as ln
 from lenet5.fast import FastModel
 from lenet5.fast.step import ReferenceStep
-from lenet5.models import MODELS, build_model
 from lenet5.nn import SoftmaxCrossEntropy
+from lenet5.zoo.models import MODELS, build_model
 
 from ..nn.torch_twins import LAYER_CASES, make_case, max_relative_difference
 from .twins import assert_step_matches_layer

@@ -178,3 +178,12 @@ def test_training_on_one_value_per_channel_is_refused_but_eval_accepts_it():
     with pytest.raises(ValueError, match=r"BatchNorm1D.*more than one value per channel"):
         layer.forward(np.ones((1, 4)))
     assert layer.eval().forward(np.ones((1, 4))).shape == (1, 4)
+
+
+def test_the_one_fold_rule_takes_a_norm_after_a_layer_with_one_statistic_per_output():
+    conv, dense = ln.Conv2D(1, 6, 5), ln.Dense(12, 4)
+    assert ln.batchnorm.folds_into(conv, ln.BatchNorm2D(6))
+    assert not ln.batchnorm.folds_into(conv, ln.BatchNorm2D(5))  # channels differ
+    assert not ln.batchnorm.folds_into(conv, ln.BatchNorm1D(6))  # a 1-D norm after a convolution
+    assert ln.batchnorm.folds_into(dense, ln.BatchNorm1D(4))
+    assert not ln.batchnorm.folds_into(ln.ReLU(), ln.BatchNorm1D(4))

@@ -47,7 +47,9 @@ def test_cosine_lr_matches_torch_cosine_annealing_up_to_the_last_epoch_then_hold
 
 
 def test_epoch_list_lr_lecun_1998_rates():
-    schedule = EpochListLR.lecun_1998()
+    from lenet5.zoo.lecun1998 import PAPER_LEARNING_RATES
+
+    schedule = EpochListLR(PAPER_LEARNING_RATES)
     expected = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
     assert [schedule(epoch) for epoch in range(20)] == expected
     assert schedule(100) == 1e-5

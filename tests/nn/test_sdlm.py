@@ -55,7 +55,7 @@ def test_zero_curvature_gives_steps_of_lr_over_mu_and_large_curvature_short_ones
 
 def test_set_curvature_holds_h_fixed_while_curvature_changes():
     params = parameters()
-    optimizer = ln.SDLM(params, lr=0.01)
+    optimizer = ln.SDLM(params, lr=0.01, mu=0.02)
     fill(params, "curvature", seed=3)
     held = [p.curvature.copy() for p in params]
     optimizer.set_curvature()
@@ -76,7 +76,7 @@ def test_set_curvature_holds_h_fixed_while_curvature_changes():
 
 def test_a_step_before_any_curvature_is_refused():
     params = parameters()
-    optimizer = ln.SDLM(params)
+    optimizer = ln.SDLM(params, lr=5e-4, mu=0.02)
     before = [p.value.copy() for p in params]
     with pytest.raises(RuntimeError, match="call estimate_curvature.*set_curvature"):
         optimizer.step()
@@ -87,12 +87,12 @@ def test_negative_or_missing_curvature_is_refused():
     params = parameters()
     params[1].curvature[2] = -1.0
     with pytest.raises(ValueError, match="curvature must be finite and >= 0"):
-        ln.SDLM(params).set_curvature()
+        ln.SDLM(params, lr=5e-4, mu=0.02).set_curvature()
 
 
 def test_state_dict_carries_h_and_a_resumed_run_continues_bit_for_bit(tmp_path):
     params = parameters()
-    first = ln.SDLM(params, lr=0.01, weight_decay=0.001)
+    first = ln.SDLM(params, lr=0.01, mu=0.02, weight_decay=0.001)
     fill(params, "curvature", seed=5)
     first.set_curvature()
     for step in range(3):
@@ -103,7 +103,7 @@ def test_state_dict_carries_h_and_a_resumed_run_continues_bit_for_bit(tmp_path):
     np.savez(tmp_path / "optimizer.npz", **state)
 
     clones = [ln.Parameter(p.value.copy(), p.name) for p in params]
-    second = ln.SDLM(clones, lr=0.01, weight_decay=0.001)
+    second = ln.SDLM(clones, lr=0.01, mu=0.02, weight_decay=0.001)
     with np.load(tmp_path / "optimizer.npz", allow_pickle=False) as stored:
         second.load_state_dict(dict(stored))
     assert second.steps == 3 and np.array_equal(second.state["h"], first.state["h"])
@@ -119,18 +119,18 @@ def test_state_dict_carries_h_and_a_resumed_run_continues_bit_for_bit(tmp_path):
 
 def test_h_for_other_parameters_is_refused():
     params = parameters()
-    optimizer = ln.SDLM(params)
+    optimizer = ln.SDLM(params, lr=5e-4, mu=0.02)
     fill(params, "curvature", seed=1)
     optimizer.set_curvature()
-    other = ln.SDLM([ln.Parameter(np.zeros((4, 3))), ln.Parameter(np.zeros(5)), ln.Parameter(np.zeros((2, 3, 2, 2)))])
+    other = ln.SDLM([ln.Parameter(np.zeros((4, 3))), ln.Parameter(np.zeros(5)), ln.Parameter(np.zeros((2, 3, 2, 2)))], lr=5e-4, mu=0.02)
     with pytest.raises(CheckpointError, match="state.0.h"):
         other.load_state_dict(optimizer.state_dict())
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda ps: ln.SDLM(ps, mu=0), "mu must be > 0, found 0"),
-    (lambda ps: ln.SDLM(ps, lr=-1), "lr must be > 0"),
-    (lambda ps: ln.SDLM(ps, weight_decay=-1), "weight_decay must be >= 0"),
+    (lambda ps: ln.SDLM(ps, lr=5e-4, mu=0), "mu must be > 0, found 0"),
+    (lambda ps: ln.SDLM(ps, lr=-1, mu=0.02), "lr must be > 0"),
+    (lambda ps: ln.SDLM(ps, lr=5e-4, mu=0.02, weight_decay=-1), "weight_decay must be >= 0"),
 ])
 def test_bad_hyperparameters_are_refused(build, message):
     with pytest.raises(ValueError, match=message):
@@ -169,7 +169,7 @@ def test_a_few_hundred_sdlm_steps_lower_the_map_loss_of_a_1998_network():
     model = lenet5_1998()
     x, labels = prototype_patterns(150)
     loss = ln.MAPLoss()
-    optimizer = ln.SDLM(model.parameters(), lr=2e-5)
+    optimizer = ln.SDLM(model.parameters(), lr=2e-5, mu=0.02)
     start = loss(model.forward(x), labels)
     for _ in range(2):
         ln.estimate_curvature(model, loss, x[:100], labels[:100])

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lenet5 import nn as ln
+from lenet5.torch_twin import twin_layer
 
 TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
 DTYPES = [np.float64, np.float32]
@@ -100,60 +100,28 @@ def make_case(name: str, seed: int = 0):
 
 # -- twins ------------------------------------------------------------------------------------
 def twin(layer):
-    """The PyTorch function computing what `layer` computes in its current mode."""
-    if isinstance(layer, ln.Conv2D):
-        mask = None if layer.connections is None else torch.from_numpy(
-            layer.connections[:, :, None, None].astype(np.float64))
-
-        def conv(x, p):
-            weight = p["weight"] if mask is None else p["weight"] * mask.to(x.dtype)
-            return F.conv2d(x, weight, p.get("bias"), layer.stride, layer.padding)
-
-        return conv
-    if isinstance(layer, ln.MaxPool2D):
-        return lambda x, p: F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding)
-    if isinstance(layer, ln.AvgPool2D):
-        return lambda x, p: F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding,
-                                         count_include_pad=True)
-    if isinstance(layer, ln.Subsampling):
-        area = layer.kernel_size[0] * layer.kernel_size[1]
-        return lambda x, p: (F.avg_pool2d(x, layer.kernel_size) * area * p["weight"][:, None, None]
-                             + p["bias"][:, None, None])
-    if isinstance(layer, (ln.BatchNorm1D, ln.BatchNorm2D)):
-        return batch_norm_twin(layer)
-    if isinstance(layer, ln.Dense):
-        return lambda x, p: F.linear(x, p["weight"], p.get("bias"))
-    if isinstance(layer, ln.RBF):
-        return rbf_twin(layer)
+    """The PyTorch function computing what `layer` computes in its current mode: the one twin
+    builder's module (`lenet5.torch_twin.twin_layer`), called with `params` in place of its
+    parameters. BatchNorm's running statistics are the module's, updated in place: the
+    function's `running_mean` and `running_var` attributes."""
     if isinstance(layer, ln.Dropout):
-        def dropout(x, p):
+        def dropout(x, p):  # the mask the layer has just drawn, not a new one
             if layer._mask is None:
                 return x.clone()
             keep = torch.from_numpy(np.array(layer._mask) != 0)
             return x * keep / (1 - layer.p)
 
         return dropout
-    simple = {
-        ln.ReLU: torch.relu,
-        ln.Sigmoid: torch.sigmoid,
-        ln.Tanh: torch.tanh,
-        ln.ScaledTanh: lambda x: 1.7159 * torch.tanh(x * (2.0 / 3.0)),
-        ln.Softmax: lambda x: torch.softmax(x, dim=1),
-        ln.Flatten: lambda x: torch.flatten(x, 1),
-    }
-    function = simple[type(layer)]
-    return lambda x, p: function(x)
+    module = twin_layer(layer)
 
+    def function(x, params):
+        if any(buffer.is_floating_point() and buffer.dtype != x.dtype for buffer in module.buffers()):
+            module.to(x.dtype)
+        return torch.func.functional_call(module, params, (x,))
 
-def rbf_twin(layer):
-    """−Σ_j (x_j − c_ij)², written out, with the fixed centres copied when they are a buffer."""
-    fixed = None if layer.trainable else torch.tensor(layer.centers)
-
-    def rbf(x, p):
-        centers = p["centers"] if fixed is None else fixed.to(x.dtype)
-        return -((x[:, None, :] - centers[None, :, :]) ** 2).sum(dim=2)
-
-    return rbf
+    if isinstance(layer, (ln.BatchNorm1D, ln.BatchNorm2D)):
+        function.running_mean, function.running_var = module.running_mean, module.running_var
+    return function
 
 
 def map_loss_twin(j):
@@ -166,21 +134,6 @@ def map_loss_twin(j):
         return (targets.sum(dim=1) * log_total - (targets * logits).sum(dim=1)).sum()
 
     return loss
-
-
-def batch_norm_twin(layer):
-    """F.batch_norm with copies of the layer's running statistics, which it updates in place;
-    they are the function's `running_mean` and `running_var` attributes."""
-    running_mean = torch.tensor(layer.running_mean)
-    running_var = torch.tensor(layer.running_var)
-    training = layer.training
-
-    def norm(x, p):
-        return F.batch_norm(x, running_mean, running_var, p["weight"], p["bias"], training,
-                            layer.momentum, layer.eps)
-
-    norm.running_mean, norm.running_var = running_mean, running_var
-    return norm
 
 
 def check_against_twin(layer, x, dtype=np.float64, seed=0):

@@ -18,9 +18,9 @@ QUIET_CLIENT = pytest.mark.filterwarnings("ignore:Using `httpx`")
 def untrained_run(tmp_path_factory) -> Path:
     """A run directory holding the default LeNet-5 with its initial weights: enough for the
     API, whose answers are checked against the classifier's own, not against the truth."""
-    from lenet5.models import build_model
-    from lenet5.rundir import preprocessing_metadata
-    from lenet5.serialization import save_model
+    from lenet5.files.weights import save_model
+    from lenet5.run.preprocessing import preprocessing_metadata
+    from lenet5.zoo.models import build_model
 
     run_dir = tmp_path_factory.mktemp("untrained")
     model = build_model("lenet5", seed=0)
@@ -32,7 +32,7 @@ def untrained_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def classifier(untrained_run):
-    from lenet5.classifier import load
+    from lenet5.run.classifier import load
 
     return load(untrained_run)
 

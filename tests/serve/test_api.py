@@ -69,7 +69,7 @@ def test_multipart_one_image_answers_it_and_several_make_a_batch(client, classif
 
 def test_features_are_the_first_two_convolutions_outputs(client, classifier):
     from lenet5.nn import Conv2D
-    from lenet5.rundir import preprocess_like
+    from lenet5.run.preprocessing import preprocess_like
 
     pixels = digit_pixels(6)
     answer = client.post("/predict?features=1", json={"pixels": pixels.tolist()}).json()

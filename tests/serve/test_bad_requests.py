@@ -233,7 +233,7 @@ def test_unknown_routes_and_methods_are_json_errors(client):
 def test_a_model_whose_outputs_are_not_finite_is_a_500_and_the_service_goes_on(untrained_run):
     from fastapi.testclient import TestClient
 
-    from lenet5.classifier import load
+    from lenet5.run.classifier import load
     from lenet5.serve.app import create_app
 
     broken = load(untrained_run)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .test_command import Server
+from ..cli.test_serve import Server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,7 +27,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, mnist_dir) -> Path:
     """The default LeNet-5 after two epochs on the full MNIST (about 98.5% test accuracy)."""
-    from lenet5.cli import main
+    from lenet5.cli.main import main
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
     code = main(["train", "--epochs", "2", "--out", str(run_dir), "--data-dir", str(mnist_dir), "--no-progress"])
@@ -96,7 +96,7 @@ def test_drawing_a_one_and_a_zero_shows_their_labels(page):
     assert seen[0] == 28 and seen[1] > 30  # the 28×28 input is drawn, white ink on black
     target = os.environ.get("LENET5_SCREENSHOT")
     if target:
-        from lenet5.fileio import atomic_write_bytes
+        from lenet5.files.writing import atomic_write_bytes
 
         atomic_write_bytes(target, page.screenshot(full_page=True))
 

@@ -36,9 +36,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ..cli.test_serve import STARTUP_SECONDS, Server
 from .conftest import QUIET_CLIENT, digit_pixels, png_bytes
 from .test_bad_requests import apng_frames, gif_frames, png_bomb
-from .test_command import STARTUP_SECONDS, Server
 
 pytestmark = [QUIET_CLIENT, pytest.mark.skipif(not Path("/proc/self/status").is_file(),
                                                reason="reads the server's memory from /proc")]

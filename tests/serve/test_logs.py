@@ -12,8 +12,8 @@ import threading
 import httpx
 import pytest
 
+from ..cli.test_serve import STARTUP_SECONDS, Server
 from .conftest import QUIET_CLIENT, digit_pixels
-from .test_command import STARTUP_SECONDS, Server
 
 pytestmark = QUIET_CLIENT
 

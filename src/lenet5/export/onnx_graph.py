@@ -16,7 +16,7 @@ import json
 import numpy as np
 
 from .ops import (
-    Affine, BatchNorm, Conv, Elementwise, ExportError, Flatten, Gemm, Pad, Pool, Rbf, Softmax, inference_ops,
+    Affine, BatchNorm, Conv, Elementwise, ExportError, Flatten, Gemm, Pad, Pool, Rbf, Softmax, inference_ops
 )
 
 OPSET = 17
@@ -146,7 +146,7 @@ def to_onnx(model, metadata: dict):
     """An `onnx.ModelProto` computing the logits of `model` (eval mode) from raw pixels.
 
     Args:
-        model: a `lenet5.nn.Sequential` (e.g. from `lenet5.rundir.load_run`).
+        model: a `lenet5.nn.Sequential` (e.g. from `lenet5.run.directory.load_run`).
         metadata: the run's metadata; `preprocessing` (method, pad, mean, std) is required,
             `architecture`, `dataset`, `metrics.test_accuracy` and `class_names` are recorded.
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Lenet5Error
-from ..nn.batchnorm import fold_into_linear
+from ..nn.batchnorm import fold_into_linear, folds_into
 from ..nn.sequential import leaf_layers
 
 
@@ -132,6 +132,7 @@ def inference_ops(model, preprocessing: dict) -> list:
     """The operations computing `model`'s eval-mode logits from raw pixels (see the module
     docstring); weights are float32 copies, so later training leaves them alone."""
     ops = preprocessing_ops(preprocessing)
+    previous = None  # the reference layer behind ops[-1]
     for layer in leaf_layers(model):
         kind = type(layer).__name__
         translate = _TRANSLATIONS.get(kind)
@@ -140,10 +141,11 @@ def inference_ops(model, preprocessing: dict) -> list:
         op = translate(layer)
         if op is None:
             continue
-        if isinstance(op, BatchNorm) and ops and _foldable(ops[-1], op):
+        if isinstance(op, BatchNorm) and previous is not None and folds_into(previous, layer):
             ops[-1] = _fold(ops[-1], op)
             continue
         ops.append(op)
+        previous = layer
     return ops
 
 
@@ -202,13 +204,6 @@ _TRANSLATIONS = {
     "Dropout": lambda layer: None,  # the identity in eval mode
     "RBF": lambda layer: Rbf(_array(layer.centers)),
 }
-
-
-def _foldable(previous, norm: BatchNorm) -> bool:
-    channels = len(norm.mean)
-    if isinstance(previous, Conv):
-        return previous.weight.shape[0] == channels
-    return isinstance(previous, Gemm) and previous.weight.shape[0] == channels
 
 
 def _fold(op, norm: BatchNorm):

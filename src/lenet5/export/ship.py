@@ -21,8 +21,8 @@ def export_run(run_dir: Path, output: str | os.PathLike, *, int8: bool = False, 
     Every problem (a missing, corrupt or unknown run; a missing extra; an output that may not
     be written, `check_output`) is a one-line `Lenet5Error`, and `output` is left as it was.
     """
-    from ..fileio import atomic_write_bytes, write_failure
-    from ..rundir import load_run
+    from ..files.writing import atomic_write_bytes, write_failure
+    from ..run.directory import load_run
     from .onnx_graph import OPSET, require_onnx, to_onnx
 
     run_dir = Path(run_dir)
@@ -54,8 +54,8 @@ def check_output(run_dir: Path, output: str | os.PathLike, *, int8: bool, overwr
     """`output` as a Path if the export may be written there (`check_destination`'s rule), and
     it is not inside a run directory unless it is this run's own export: a file among a run's
     would pass for part of that run, and the run's files are not ours to replace."""
-    from ..fileio import check_destination
-    from ..rundir import holds_a_run
+    from ..files.writing import check_destination
+    from ..run.directory import holds_a_run
 
     own, path = default_output(run_dir, int8), Path(output)
     folder = Path(os.path.realpath(path.parent))

@@ -3,7 +3,7 @@
     FastModel(model)   batch-last layout, compiled kernels on threads (or the NumPy steps),
                        fused BatchNorm → max-pool → ReLU, folded inference plan
 
-The program (program.py: the step list, fusion.py, plan.py) knows no kernels; a backend
+The program (model.py: the step list, fusion.py, plan.py) knows no kernels; a backend
 (backends.py) says which step runs each layer: the NumPy steps below, or the compiled ones
 in compiled/. The calls an engine answers are written down in protocol.py.
 
@@ -16,7 +16,7 @@ Where each speed-up lives:
     dense.py, elementwise.py, dropout.py: the other layers' steps
     fusion.py      NormPoolReLU: BatchNorm2D → MaxPool2D → ReLU as one training step
     plan.py        the inference plan: BatchNorm folded, Dropout gone, ReLU after pooling
-    program.py     FastModel: the steps of a model, sharing its parameters
+    model.py       FastModel: the steps of a model, sharing its parameters
     threads.py     BLAS threads (threadpoolctl)
     compiled/      the compiled backend: Numba kernels, threaded, results independent of
                    the thread count
@@ -25,7 +25,7 @@ The reference engine never imports this package.
 """
 
 from .backends import BackendUnavailable
-from .program import FastModel
+from .model import FastModel
 from .protocol import Engine, Transform
 
 __all__ = ["BackendUnavailable", "Engine", "FastModel", "Transform"]

@@ -1,4 +1,4 @@
-"""Backends: which step runs each reference layer. The program (`program.FastModel`) asks a
+"""Backends: which step runs each reference layer. The program (`model.FastModel`) asks a
 backend for the steps of a model; the backend owns the kernels those steps run.
 
     numpy      the NumPy steps of this package: batch-last, blocked im2col and BLAS
@@ -16,8 +16,8 @@ import functools
 from dataclasses import dataclass, field
 
 from ..nn import (
-    AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, ScaledTanh,
-    Sigmoid, Softmax, Subsampling, Tanh,
+    AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, ScaledTanh, Sigmoid,
+    Softmax, Subsampling, Tanh
 )
 from .conv import ConvStep
 from .dense import DenseStep, FlattenStep

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.activations import softmax
 from .step import Step
 
 
@@ -73,8 +74,7 @@ class SoftmaxStep(Step):
     """Softmax over the feature axis, which is axis 0 batch-last."""
 
     def forward(self, x):
-        exps = np.exp(x - x.max(axis=0, keepdims=True))
-        self._out = exps / exps.sum(axis=0, keepdims=True)
+        self._out = softmax(x, axis=0)
         return self._out
 
     def backward(self, dout):

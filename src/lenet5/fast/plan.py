@@ -16,9 +16,9 @@ import copy
 
 import numpy as np
 
-from ..nn import AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Parameter
+from ..nn import AvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Parameter
 from ..nn import ReLU, Sigmoid, Tanh
-from ..nn.batchnorm import fold_into_linear
+from ..nn.batchnorm import fold_into_linear, folds_into
 
 
 def inference_layers(layers) -> list:
@@ -32,7 +32,7 @@ def inference_layers(layers) -> list:
     for layer in map(copy.copy, layers):
         if isinstance(layer, Dropout):
             continue
-        if isinstance(layer, (BatchNorm1D, BatchNorm2D)) and plan and _foldable(plan[-1], layer):
+        if plan and folds_into(plan[-1], layer):
             plan[-1] = _fold(plan[-1], layer)
             continue
         if isinstance(layer, MaxPool2D) and plan and isinstance(plan[-1], ReLU) and not any(layer.padding):
@@ -94,12 +94,6 @@ def _with(layer, weight, bias):
     changed.weight = Parameter(weight.astype(dtype), "weight")
     changed.bias = Parameter(np.asarray(bias).astype(dtype), "bias") if bias is not None else None
     return changed
-
-
-def _foldable(previous, norm) -> bool:
-    if isinstance(norm, BatchNorm2D):
-        return isinstance(previous, Conv2D) and previous.out_channels == norm.num_features
-    return isinstance(previous, Dense) and previous.out_features == norm.num_features
 
 
 def _fold(layer, norm):

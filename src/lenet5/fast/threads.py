@@ -2,7 +2,7 @@
 
 Why: the compiled kernels run on threads of their own, and BLAS threads beside them would
 fight them for the cores, so a pass on the compiled backend keeps BLAS to one thread
-(program.py); on the NumPy steps, `FastModel(threads=N)` is BLAS's count. Without
+(model.py); on the NumPy steps, `FastModel(threads=N)` is BLAS's count. Without
 threadpoolctl the limits change nothing.
 """
 

@@ -23,7 +23,7 @@ layers (other memory layout, blocked convolution, fused steps, folded inference 
 several processes) and is tested against them; nothing here imports it.
 """
 
-from .activations import ReLU, ScaledTanh, Sigmoid, Softmax, Tanh
+from .activations import ReLU, ScaledTanh, Sigmoid, Softmax, Tanh, softmax
 from .batchnorm import BatchNorm1D, BatchNorm2D
 from .conv import Conv2D
 from .curvature import estimate_curvature
@@ -44,5 +44,5 @@ __all__ = [
     "CosineLR", "Dense", "Dropout", "EpochListLR", "ExponentialLR", "Flatten", "MAPLoss",
     "MaxPool2D", "Module", "Optimizer", "Parameter", "RBF", "ReLU", "SDLM", "SGD", "ScaledTanh",
     "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "StepLR", "Subsampling", "Tanh",
-    "check_layer", "check_model", "estimate_curvature", "numerical_gradient", "rel_error",
+    "check_layer", "check_model", "estimate_curvature", "numerical_gradient", "rel_error", "softmax",
 ]

@@ -73,6 +73,14 @@ class ScaledTanh(Module):
         return d2out * ((self.amplitude * self.slope) * (1 - self._tanh**2)) ** 2
 
 
+def softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
+    """exp(x_k − max x) / Σ_j exp(x_j − max x) along `axis`: the largest exponent is 0, so
+    nothing overflows. The one softmax of both engines, their models' probabilities and the
+    layer below."""
+    exps = np.exp(x - x.max(axis=axis, keepdims=True))
+    return exps / exps.sum(axis=axis, keepdims=True)
+
+
 class Softmax(Module):
     """exp(x_k − max x) / Σ_j exp(x_j − max x) over the feature axis.
 
@@ -83,8 +91,7 @@ class Softmax(Module):
     prefix = "softmax"
 
     def forward(self, x):
-        exps = np.exp(x - x.max(axis=1, keepdims=True))
-        self._out = exps / exps.sum(axis=1, keepdims=True)
+        self._out = softmax(x, axis=1)
         return self._out
 
     def backward(self, dout):

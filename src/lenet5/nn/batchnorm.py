@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import check_input, positive_int
+from .conv import Conv2D
+from .dense import Dense
 from .module import Module
 from .parameter import Parameter
 
@@ -16,6 +18,16 @@ def fold_into_linear(weight, bias, gamma, beta, mean, var, eps):
     """
     scale = gamma / np.sqrt(var + eps)
     return weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1)), (bias - mean) * scale + beta
+
+
+def folds_into(layer, norm) -> bool:
+    """Whether an eval-mode `norm` right after `layer` (Dropout between them is the identity)
+    folds into it with `fold_into_linear`: a BatchNorm2D after a Conv2D, or a BatchNorm1D after
+    a Dense, with one statistic per output unit. The one rule of the fast engine's inference
+    plan and of the ONNX export."""
+    if isinstance(norm, BatchNorm2D):
+        return isinstance(layer, Conv2D) and layer.out_channels == norm.num_features
+    return isinstance(norm, BatchNorm1D) and isinstance(layer, Dense) and layer.out_features == norm.num_features
 
 
 class _BatchNorm(Module):

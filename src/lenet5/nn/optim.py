@@ -225,8 +225,8 @@ class SDLM(Optimizer):
         for each batch: forward, loss, backward, optimizer.step()
 
     Args:
-        parameters: a list of `Parameter`. lr: η, > 0 (the paper's schedule is
-            `EpochListLR.lecun_1998`). mu: μ > 0. weight_decay: L2 coefficient λ ≥ 0, added
+        parameters: a list of `Parameter`. lr: η, > 0. mu: μ > 0 (the paper's η schedule and
+            μ are in `lenet5.zoo.lecun1998`, which the reference engine does not import). weight_decay: L2 coefficient λ ≥ 0, added
             to the gradient before the step.
 
     h lives in the flat state as `state["h"]`, like Adam's moments, so `state_dict()` saves
@@ -237,7 +237,7 @@ class SDLM(Optimizer):
 
     name = "sdlm"
 
-    def __init__(self, parameters, lr: float = 5e-4, mu: float = 0.02, weight_decay: float = 0.0) -> None:
+    def __init__(self, parameters, lr: float, mu: float, weight_decay: float = 0.0) -> None:
         super().__init__(parameters, lr, weight_decay)
         if not (isinstance(mu, (int, float)) and mu > 0):
             raise ValueError(f"SDLM: mu must be > 0, found {mu!r}")

@@ -7,6 +7,8 @@ import contextlib
 
 import numpy as np
 
+from .activations import softmax
+
 
 @contextlib.contextmanager
 def evaluating(model):
@@ -33,9 +35,7 @@ class Predicting:
 
     def predict_proba(self, x, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, K): the softmax of the logits."""
-        logits = self.predict_logits(x, batch_size)
-        exps = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exps / exps.sum(axis=1, keepdims=True)
+        return softmax(self.predict_logits(x, batch_size), axis=1)
 
     def accuracy(self, x, labels, batch_size: int = 64) -> float:
         """The fraction of samples whose predicted class equals the label (one-hot accepted)."""

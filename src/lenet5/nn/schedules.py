@@ -63,11 +63,8 @@ class CosineLR(Schedule):
 
 
 class EpochListLR(Schedule):
-    """An explicit rate per epoch; the last one holds after the list ends.
-
-    LeCun et al. (1998) used 0.0005 for 2 passes, 0.0002 for 3, 0.0001 for 3, 0.00005 for 4,
-    then 0.00001: `EpochListLR.lecun_1998()`.
-    """
+    """An explicit rate per epoch; the last one holds after the list ends (the 1998 paper's
+    are `lenet5.zoo.lecun1998.PAPER_LEARNING_RATES`)."""
 
     def __init__(self, rates: Sequence[float]):
         if not rates or not all(r > 0 for r in rates):
@@ -77,7 +74,3 @@ class EpochListLR(Schedule):
 
     def __call__(self, epoch):
         return self.rates[min(epoch, len(self.rates) - 1)]
-
-    @classmethod
-    def lecun_1998(cls) -> "EpochListLR":
-        return cls([5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8)

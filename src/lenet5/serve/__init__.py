@@ -8,7 +8,7 @@
     logs.py       every log line JSON, repeats collapsed
     docs_page.py  /docs as plain HTML (no CDN)
     server.py     uvicorn as the command runs it: deadlines, limits, workers
-    commands.py   the `serve` sub-command
+    (the `serve` sub-command is lenet5/cli/serve.py)
     static/       the page: index.html, page.js, page.css (no external asset)
 
 Needs the `serve` extra (FastAPI, uvicorn, python-multipart, Pillow); nothing here is imported

@@ -35,14 +35,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from ..classifier import ranked
 from ..errors import Lenet5Error
+from ..run.classifier import CONFIDENCE_DIGITS, ranked
 from .batching import MicroBatcher
 from .docs_page import docs_html
 from .features import conv_feature_maps
-from .inputs import (
-    MAX_BODY_BYTES, MAX_IMAGES, Item, RequestError, check_image_headers, items_from_json, media_type,
-)
+from .inputs import MAX_BODY_BYTES, MAX_IMAGES, Item, RequestError, check_image_headers, items_from_json, media_type
 from .logs import log_request
 from .metrics import Metrics
 
@@ -77,7 +75,7 @@ class BodyTooSlow(Exception):
 
 def create_app(classifier, *, batching: bool = True, max_batch: int = 64, max_wait: float = 0.002,
                max_body: int = MAX_BODY_BYTES, request_timeout: float = 30.0, forward=None) -> FastAPI:
-    """The service for `classifier` (a `lenet5.classifier.Classifier`: its `model`, `metadata`,
+    """The service for `classifier` (a `lenet5.run.classifier.Classifier`: its `model`, `metadata`,
     `class_names`, `name` and `info()` are used).
 
     Args:
@@ -88,7 +86,8 @@ def create_app(classifier, *, batching: bool = True, max_batch: int = 64, max_wa
         max_body: the largest request body accepted, in bytes.
         request_timeout: seconds a body has to arrive whole, from the end of its head.
         forward: (N, 28, 28) uint8 -> (N, 10) probabilities; by default the classifier's model
-            on the fast engine (`fast_forward`). The load benchmark passes a PyTorch twin's.
+            through `Classifier.probabilities`, the path `lenet5 predict` takes too. The load
+            benchmark passes a PyTorch twin's.
     """
     metrics = Metrics()
     decoding = asyncio.Semaphore(DECODERS)
@@ -196,7 +195,7 @@ class _ModelRunner:
     def __init__(self, classifier, metrics: Metrics, *, batching: bool, max_batch: int, max_wait: float,
                  forward=None):
         self.classifier = classifier
-        self._forward = forward or fast_forward(classifier)
+        self._forward = forward or classifier.probabilities
         self.class_names = list(classifier.class_names)
         self.metrics = metrics
         self.waiting = 0  # requests between their arrival and their probabilities
@@ -235,27 +234,9 @@ class _ModelRunner:
             self.batcher.close()
 
 
-def fast_forward(classifier):
-    """The classifier's probabilities, (N, 28, 28) uint8 -> (N, 10), through the fast engine's
-    folded inference plan (the reference model's answers to float32 rounding, and several
-    times faster on the batches micro-batching gathers)."""
-    from ..fast import FastModel
-
-    engine = FastModel(classifier.model)
-
-    def forward(pixels: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):  # overflow is reported below, in one line
-            probabilities = engine.predict_proba(model_input(classifier, pixels))
-        if not np.isfinite(probabilities).all():
-            raise Lenet5Error("the model's outputs are not finite numbers")
-        return probabilities.astype(np.float64)
-
-    return forward
-
-
 def model_input(classifier, pixels: np.ndarray) -> np.ndarray:
     """(N, 28, 28) uint8 -> the float NCHW array the classifier's model reads."""
-    from ..rundir import preprocess_like
+    from ..run.preprocessing import preprocess_like
 
     return preprocess_like(pixels, classifier.metadata)
 
@@ -335,11 +316,11 @@ def _prediction(digit, probabilities: np.ndarray, class_names: list[str]) -> dic
     return {
         "label": label,
         "class_name": class_names[label],
-        "probabilities": [round(float(p), 6) for p in probabilities],
-        "top": [{"label": int(i), "probability": round(float(probabilities[i]), 6)} for i in order],
+        "probabilities": [float(p) for p in probabilities],
+        "top": [{"label": int(i), "probability": float(probabilities[i])} for i in order],
         "input": digit.pixels.tolist(),
         "verdict": digit.verdict,
-        "confidence": round(float(digit.confidence), 4),
+        "confidence": round(float(digit.confidence), CONFIDENCE_DIGITS),
     }
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Lenet5Error
+from ..text import one_line
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a phone photo is 2 to 5 MB; a digit needs far less
 MAX_IMAGES = 256  # per request, in a batch
@@ -57,7 +58,7 @@ def items_from_json(body: bytes) -> tuple[list[Item], bool]:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:  # bad UTF-8 or syntax, a 5,000-digit number, deep nesting
-        raise RequestError(400, "malformed_json", f"the body is not valid JSON ({_short(error)})") from None
+        raise RequestError(400, "malformed_json", f"the body is not valid JSON ({one_line(error, 120)})") from None
     if isinstance(document, dict) and "batch" in document:
         batch = document["batch"]
         if not isinstance(batch, list) or not batch:
@@ -146,8 +147,3 @@ def _kind(value) -> str:
     if isinstance(value, str):
         return f"a string of {len(value)} characters"
     return {bool: "a boolean", type(None): "null"}.get(type(value), repr(value)[:40])
-
-
-def _short(error: Exception) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= 120 else text[:117] + "..."

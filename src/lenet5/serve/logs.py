@@ -21,8 +21,9 @@ import threading
 import time
 import traceback
 
+from ..text import one_line
+
 REPEAT_WINDOW = 10.0  # seconds
-MAX_MESSAGE = 1000  # characters of a message written
 MAX_KINDS = 1000  # messages remembered for the repeat window; older ones are forgotten first
 
 LOG_CONFIG = {
@@ -49,10 +50,10 @@ class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if getattr(record, "request", False):
             return record.getMessage()
-        fields = {"level": record.levelname.lower(), "logger": record.name, "message": _line(record.getMessage())}
+        fields = {"level": record.levelname.lower(), "logger": record.name, "message": one_line(record.getMessage())}
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
-            fields["error"] = _line(f"{type(error).__name__}: {error}")
+            fields["error"] = one_line(f"{type(error).__name__}: {error}")
             frames = traceback.extract_tb(error.__traceback__)
             if frames:
                 fields["at"] = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}"
@@ -88,8 +89,3 @@ class RepeatLimiter(logging.Filter):
             while len(self._last) > MAX_KINDS:
                 del self._last[next(iter(self._last))]
         return True
-
-
-def _line(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."

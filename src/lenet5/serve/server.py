@@ -27,7 +27,7 @@ import os
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..classifier import load
+from ..run.classifier import load
 from .app import create_app
 from .logs import LOG_CONFIG
 
