@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py                 # every row (about 20 minutes on 2 cores)
     python benchmarks/accuracy.py --rows relu     # some of them
+    python benchmarks/accuracy.py --seeds 5       # each row over seeds 0-4: mean ± std
 
 Each run is an ordinary `lenet5 train` command, run as printed, into runs/accuracy/<row>
 (<row>-seed<N> for the rows run over several seeds, SEEDED_ROWS: the 1998 network's, whose
@@ -148,6 +149,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(MODELS), help=f"comma-separated, from: {', '.join(ROWS)}")
     parser.add_argument("--seed", type=int, default=0, help="the seed of the rows not run over several (SEEDED_ROWS)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="run every row over seeds 0..N-1 (5 or more for the README's mean ± std); the "
+                             "bar is then judged against the mean, the spread printed beside it")
     parser.add_argument("--out", type=Path, default=Path("runs/accuracy"))
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("accuracy.json"))
     parser.add_argument("--recorded", action="store_true",
@@ -159,8 +163,9 @@ def main(argv=None) -> int:
     for name in args.rows.split(","):
         if name not in ROWS:
             parser.error(f"unknown row {name!r}; known: {', '.join(ROWS)}")
-        seeds = SEEDED_ROWS.get(name, (args.seed,))
-        runs = [_run_row(name, seed, args, suffix=f"-seed{seed}" if name in SEEDED_ROWS else "") for seed in seeds]
+        seeds = tuple(range(args.seeds)) if args.seeds else SEEDED_ROWS.get(name, (args.seed,))
+        over_seeds = args.seeds is not None or name in SEEDED_ROWS
+        runs = [_run_row(name, seed, args, suffix=f"-seed{seed}" if over_seeds else "") for seed in seeds]
         rows[name] = runs[0] if len(runs) == 1 else _over_seeds(runs)
         print(f"{name}: {rows[name]['test_accuracy'] * 100:.2f}%", flush=True)
     report = {"date": datetime.date.today().isoformat(),
@@ -172,7 +177,8 @@ def main(argv=None) -> int:
     for name, row in rows.items():
         bar = f"≥ {row['bar'] * 100:.1f}%" if row.get("bar") else "—"
         verdict = "" if not row.get("bar") else (" ✓" if row["test_accuracy"] >= row["bar"] else " ✗")
-        print(f"| `{name}` | {row['parameters']:,} | {row['test_accuracy'] * 100:.2f}%{verdict} | {bar} | "
+        spread = f" ± {row['test_accuracy_std'] * 100:.2f} ({len(row['seeds'])} seeds)" if row.get("seeds") else ""
+        print(f"| `{name}` | {row['parameters']:,} | {row['test_accuracy'] * 100:.2f}%{spread}{verdict} | {bar} | "
               f"{row['epochs']} | {row['batch_size']} | {row['optimizer']}, {row['lr']:g}, {row['schedule']} | "
               f"{row['train_seconds']:.0f} s |")
     return 0 if all(r["test_accuracy"] >= (r.get("bar") or 0) for r in rows.values()) else 1

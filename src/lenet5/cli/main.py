@@ -12,12 +12,12 @@ from typing import Sequence
 
 from ..errors import Lenet5Error
 from ..text import one_line
-from . import data, evaluate, export, gradcheck, predict, report, serve, summary, train
+from . import data, evaluate, export, gradcheck, predict, report, serve, summary, sweep, train
 
 # One module per sub-command, in the order `lenet5 --help` lists them. Each imports its optional
 # library (Pillow, matplotlib, uvicorn, onnx) inside its handler, so one missing extra never
 # breaks another command, and `lenet5 --help` needs none of them.
-COMMANDS = (data, train, evaluate, predict, summary, gradcheck, report, serve, export)
+COMMANDS = (data, train, evaluate, predict, summary, gradcheck, report, serve, export, sweep)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `lenet5 sweep` passes the options it does not know to each trial's `lenet5 train`.
+    args, unknown = parser.parse_known_args(argv)
+    unknown = [option for option in unknown if option != "--"]
+    if unknown and not sweep.main_handles_unknown(args, unknown):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.handler(args) or 0)
     except Lenet5Error as error:

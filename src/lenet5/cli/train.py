@@ -81,8 +81,9 @@ def _field(option: str) -> str:
     return option.lstrip("-").replace("-", "_")
 
 
-def train_command(args) -> int:
-    """Build the model, its optimiser and the engine that runs it; hand them to a Trainer."""
+def train_command(args, on_epoch=None) -> int:
+    """Build the model, its optimiser and the engine that runs it; hand them to a Trainer.
+    `on_epoch`: see `Trainer` (a sweep's trials pass one)."""
     from ..fast.compiled import available as compiled_available
     from ..run.directory import CHECKPOINT
     from ..run.engine import default_backend, make_engine
@@ -140,7 +141,8 @@ def train_command(args) -> int:
         optimizer = make_optimizer(config, model.parameters())
         engine = make_engine(model, config.backend, args.threads)
         trainer = Trainer(model, optimizer, make_schedule(config), get_spec(config.model).make_loss(), engine,
-                          config=config, splits=splits, run_dir=args.out, progress=not args.no_progress)
+                          config=config, splits=splits, run_dir=args.out, progress=not args.no_progress,
+                          on_epoch=on_epoch)
         if args.resume:
             trainer.restore()
             print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step} ({_engine_words(engine)})",

@@ -55,7 +55,7 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[P
     run_dir = check_destination(run_dir, what="a run directory", folder=True, into=True)
     if resume and not run_dir.is_dir():
         raise RunDirError(f"cannot resume: {run_dir} holds no {CHECKPOINT}")
-    with _locked(run_dir):
+    with locked(run_dir):
         try:
             settle_previous_run(run_dir)
             remove_stale_temporaries(run_dir, RUN_FILES + EXPORTS)
@@ -66,7 +66,8 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[P
 
 
 @contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
+def locked(run_dir: Path, holder_is: str = "another lenet5 train",
+           hint: str = "choose another --out") -> Iterator[None]:
     """An exclusive `flock` on RUN_DIR/.lock for the duration of the block.
 
     flock, not a file whose existence is the lock: the kernel releases it when its process
@@ -94,8 +95,8 @@ def _locked(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise RunDirError(f"{run_dir} is in use by {holder} (another lenet5 train); wait for it to end "
-                              "or choose another --out") from None
+            raise RunDirError(f"{run_dir} is in use by {holder} ({holder_is}); wait for it to end "
+                              f"or {hint}") from None
         except OSError as error:
             os.close(fd)
             raise RunDirError(f"cannot lock run directory {run_dir}: {error.strerror or error}") from None

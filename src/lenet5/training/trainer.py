@@ -56,11 +56,13 @@ class Trainer:
             batch size, augmentation, seed; saved in every checkpoint.
         splits: the data (`lenet5.training.splits.load_splits`). run_dir: where files go.
         progress: a progress bar per epoch (tqdm, on a terminal only). log: where the epoch
-            lines go (stdout).
+            lines go (stdout). on_epoch: called with each epoch's history row and the run's
+            epochs once its checkpoint is written (a sweep reports it to Optuna, and may stop
+            the run there).
     """
 
     def __init__(self, model, optimizer, schedule, loss_fn, engine, *, config: TrainConfig,
-                 splits: DataSplits, run_dir: str | Path, progress: bool = True, log=None) -> None:
+                 splits: DataSplits, run_dir: str | Path, progress: bool = True, log=None, on_epoch=None) -> None:
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.loss_fn, self.engine = loss_fn, engine
         self.config = config.resolved()
@@ -76,6 +78,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.log = log or sys.stdout
+        self.on_epoch = on_epoch
         stream_seeds = seeds(self.config)
         self.shuffle_rng = np.random.default_rng(stream_seeds.shuffle)
         self.augment_rng = np.random.default_rng(stream_seeds.augment)
@@ -249,6 +252,8 @@ class Trainer:
             raise TrainingError(f"{error}; stopped after epoch {state.epoch} ({self._kept()}); "
                                 "make room, then continue with --resume") from None
         print(_epoch_line(row, self.config.epochs), file=self.log, flush=True)
+        if self.on_epoch is not None:  # after the checkpoint: a run stopped here resumes from it
+            self.on_epoch(row, self.config.epochs)
 
     def _check_finite(self, loss: float) -> None:
         if np.isfinite(loss):
