@@ -142,7 +142,7 @@ def test_a_valid_model_and_checkpoint_still_load(model_file, checkpoint_file):
     generators = {"shuffle": np.random.default_rng(0), "augment": np.random.default_rng(0)}
     state = checkpoint.restore(target, optimizer, generators)
     assert state.epoch == 1 and state.step == 0 and optimizer.steps == 1
-    assert set(optimizer.state) == {"mean", "sq"}
+    assert set(optimizer.flat_state) == {"mean", "sq"}
 
 
 # name -> (build the file from a valid checkpoint, what the message must say)

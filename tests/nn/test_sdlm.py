@@ -106,7 +106,8 @@ def test_state_dict_carries_h_and_a_resumed_run_continues_bit_for_bit(tmp_path):
     second = ln.SDLM(clones, lr=0.01, mu=0.02, weight_decay=0.001)
     with np.load(tmp_path / "optimizer.npz", allow_pickle=False) as stored:
         second.load_state_dict(dict(stored))
-    assert second.steps == 3 and np.array_equal(second.state["h"], first.state["h"])
+    assert second.steps == 3
+    assert all(np.array_equal(ours["h"], theirs["h"]) for ours, theirs in zip(second.state, first.state))
     fill(params, "curvature", seed=6)  # changed after saving: must not leak into either run
     for step in range(3, 6):
         fill(params, "grad", seed=10 + step)

@@ -187,7 +187,7 @@ def test_the_defaults_are_the_papers_recipe():
     # On a batch the step on the mean gradient is scaled by the batch size (lenet5.training.recipe).
     assert make_schedule(config)(0) == config.batch_size * 5e-4
     optimizer = make_optimizer(per_pattern, build_model("lenet5-1998").parameters())
-    assert isinstance(optimizer, SDLM) and optimizer.mu == 0.02
+    assert isinstance(optimizer.optimizer, SDLM) and optimizer.optimizer.mu == 0.02  # stepped flat (FlatOptimizer)
 
 
 def test_sdlm_training_lowers_the_map_loss_and_learns(tmp_path):
@@ -224,7 +224,7 @@ def test_curvature_is_estimated_before_each_pass_and_kept_during_it(tmp_path):
     trainer = make_trainer(run_dir, config_1998(epochs=2), splits)
     seen = []
     step = trainer.optimizer.step
-    trainer.optimizer.step = lambda: (seen.append((trainer.epoch, trainer.optimizer.state["h"].copy())), step())[1]
+    trainer.optimizer.step = lambda: (seen.append((trainer.epoch, trainer.optimizer.flat_state["h"].copy())), step())[1]
     trainer.fit()
     first = [h for epoch, h in seen if epoch == 0]
     second = [h for epoch, h in seen if epoch == 1]
@@ -250,7 +250,7 @@ def test_resuming_an_sdlm_run_is_bit_identical(tmp_path, interrupt_at_step):
     resumed.fit()
     for name, value in reference.model.state_dict().items():
         assert np.array_equal(resumed.model.state_dict()[name], value), name
-    assert np.array_equal(resumed.optimizer.state["h"], reference.optimizer.state["h"])
+    assert np.array_equal(resumed.optimizer.flat_state["h"], reference.optimizer.flat_state["h"])
     assert [row["loss"] for row in resumed.history] == [row["loss"] for row in reference.history]
 
 

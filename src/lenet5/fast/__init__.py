@@ -17,6 +17,7 @@ Where each speed-up lives:
     fusion.py      NormPoolReLU: BatchNorm2D → MaxPool2D → ReLU as one training step
     plan.py        the inference plan: BatchNorm folded, Dropout gone, ReLU after pooling
     model.py       FastModel: the steps of a model, sharing its parameters
+    flat.py        FlatOptimizer: every parameter in one flat buffer, an optimiser step in a few calls
     threads.py     BLAS threads (threadpoolctl)
     compiled/      the compiled backend: Numba kernels, threaded, results independent of
                    the thread count
@@ -25,7 +26,8 @@ The reference engine never imports this package.
 """
 
 from .backends import BackendUnavailable
+from .flat import FlatOptimizer
 from .model import FastModel
 from .protocol import Engine, Transform
 
-__all__ = ["BackendUnavailable", "Engine", "FastModel", "Transform"]
+__all__ = ["BackendUnavailable", "Engine", "FastModel", "FlatOptimizer", "Transform"]

@@ -62,20 +62,16 @@ def sdlm_update(value, grad, state, lr, weight_decay, mu):
 
 
 class Optimizer:
-    """Holds the parameters, the learning rate and the per-parameter state.
+    """Holds the parameters, the learning rate and each parameter's state.
 
     Args:
         parameters: a list of `Parameter` (e.g. `model.parameters()`).
         lr: learning rate, > 0. weight_decay: L2 coefficient λ ≥ 0.
 
-    Who owns the arrays: the optimiser does. Its first step is `flatten_parameters()`, in
-    the constructor: each parameter's value and gradient are copied into one flat array
-    each (`flat_value`, `flat_grad`), and the parameter keeps views into them. Why: a step
-    is then a handful of NumPy calls over all 60,000 weights instead of a handful per
-    parameter (LeNet-5 has 18 parameter arrays; the per-call overhead was 5% of an epoch).
-    The state (Adam's moments, momentum) is flat the same way; element i of it belongs to
-    the parameter whose view covers i. If something replaces a parameter's array (e.g.
-    `Module.to`), the next step flattens again.
+    `state[i]` is parameter i's state (Adam's moments, momentum's velocity, SDLM's h), arrays
+    shaped like the parameter; `step()` applies the update rule (`update`) to each parameter
+    in turn. The parameters' arrays stay the model's: the optimiser never moves them.
+    (`lenet5.fast.FlatOptimizer` moves them into one flat buffer for speed, when asked.)
     """
 
     name = "optimizer"
@@ -90,78 +86,53 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, found {weight_decay!r}")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
-        self.state: dict[str, np.ndarray] = {}
+        self.state: list[dict[str, np.ndarray]] = [{} for _ in self.parameters]
         self.steps = 0
-        self.flatten_parameters()
-
-    def flatten_parameters(self) -> None:
-        """Move every parameter's value and gradient into `flat_value` and `flat_grad`, leaving
-        each parameter views into them (see the class docstring)."""
-        dtype = np.result_type(*[p.value.dtype for p in self.parameters])
-        total = sum(p.size for p in self.parameters)
-        self.flat_value = np.empty(total, dtype)
-        self.flat_grad = np.empty(total, dtype)
-        self.slices = []
-        offset = 0
-        for parameter in self.parameters:
-            span = slice(offset, offset + parameter.size)
-            value, grad = self.flat_value[span].reshape(parameter.shape), self.flat_grad[span].reshape(parameter.shape)
-            value[...], grad[...] = parameter.value, parameter.grad
-            parameter.value, parameter.grad = value, grad
-            self.slices.append(span)
-            offset += parameter.size
-        self.state = {key: array.astype(dtype) for key, array in self.state.items()}
-
-    def _flat(self) -> bool:
-        """Whether every parameter still views the flat arrays."""
-        return all(p.value.base is self.flat_value and p.grad.base is self.flat_grad for p in self.parameters)
 
     def zero_grad(self) -> None:
-        if self._flat():
-            self.flat_grad.fill(0.0)
-        else:
-            for parameter in self.parameters:
-                parameter.zero_grad()
+        for parameter in self.parameters:
+            parameter.zero_grad()
 
     def step(self) -> None:
-        if not self._flat():
-            self.flatten_parameters()
+        self.check_ready()
         self.steps += 1
-        self._update(self.flat_value, self.flat_grad, self.state)
+        for parameter, state in zip(self.parameters, self.state):
+            self.update(parameter.value, parameter.grad, state)
 
-    def _update(self, value, grad, state) -> None:
+    def check_ready(self) -> None:
+        """Raise if a step cannot be taken yet (SDLM before its first curvature)."""
+
+    def update(self, value, grad, state) -> None:
+        """The update rule on one set of arrays: a parameter's value, gradient and state."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Flat arrays for a checkpoint: `steps`, `lr` and `state.<index>.<name>` per parameter."""
-        flat = {"steps": np.array(self.steps), "lr": np.array(self.lr)}
-        for key, array in self.state.items():
-            for index, (span, parameter) in enumerate(zip(self.slices, self.parameters)):
-                flat[f"state.{index}.{key}"] = array[span].reshape(parameter.shape).copy()
-        return flat
+        """Arrays for a checkpoint: `steps`, `lr` and `state.<index>.<name>` per parameter."""
+        arrays = {"steps": np.array(self.steps), "lr": np.array(self.lr)}
+        for index, state in enumerate(self.state):
+            for key, array in state.items():
+                arrays[f"state.{index}.{key}"] = np.array(array, copy=True)
+        return arrays
 
-    def load_state_dict(self, flat: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
         from ..errors import CheckpointError
 
-        dtype = self.flat_value.dtype
-        state: dict[str, np.ndarray] = {}
-        seen: dict[str, set] = {}
-        for key, array in flat.items():
+        states: list[dict[str, np.ndarray]] = [{} for _ in self.parameters]
+        for key, array in arrays.items():
             if not key.startswith("state."):
                 continue
             _, index_text, name = key.split(".", 2)
             index = int(index_text)
             if index >= len(self.parameters) or array.shape != self.parameters[index].shape:
                 raise CheckpointError(f"optimizer state {key!r} does not match the model's parameters")
-            buffer = state.setdefault(name, np.zeros_like(self.flat_value, dtype=dtype))
-            buffer[self.slices[index]] = np.asarray(array, dtype=dtype).reshape(-1)
-            seen.setdefault(name, set()).add(index)
-        for name, indices in seen.items():
-            if len(indices) != len(self.parameters):
+            states[index][name] = np.array(array, dtype=self.parameters[index].value.dtype, copy=True)
+        names = set().union(*states)
+        for name in names:
+            if not all(name in state for state in states):
                 raise CheckpointError(f"optimizer state {name!r} is missing for some parameters")
-        self.state = state
-        self.steps = int(flat["steps"])
-        self.lr = float(flat["lr"])
+        self.state = states
+        self.steps = int(arrays["steps"])
+        self.lr = float(arrays["lr"])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr}, weight_decay={self.weight_decay})"
@@ -180,7 +151,7 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
-    def _update(self, value, grad, state):
+    def update(self, value, grad, state):
         if self.momentum:
             momentum_update(value, grad, state, self.lr, self.weight_decay, self.momentum, self.nesterov)
         else:
@@ -201,7 +172,7 @@ class Adam(Optimizer):
         self.eps = float(eps)
         self.decoupled = bool(decoupled_weight_decay)
 
-    def _update(self, value, grad, state):
+    def update(self, value, grad, state):
         adam_update(value, grad, state, self.lr, self.weight_decay, self.beta1, self.beta2,
                     self.eps, self.steps, self.decoupled)
 
@@ -229,8 +200,8 @@ class SDLM(Optimizer):
             μ are in `lenet5.zoo.lecun1998`, which the reference engine does not import). weight_decay: L2 coefficient λ ≥ 0, added
             to the gradient before the step.
 
-    h lives in the flat state as `state["h"]`, like Adam's moments, so `state_dict()` saves
-    it and `load_state_dict()` restores it exactly. `step()` before the first
+    h lives in each parameter's state as `state[i]["h"]`, like Adam's moments, so
+    `state_dict()` saves it and `load_state_dict()` restores it exactly. `step()` before the first
     `set_curvature()` (or a loaded h) is an error: a step of lr/mu is fifty times the step
     the paper intends.
     """
@@ -246,23 +217,19 @@ class SDLM(Optimizer):
     def set_curvature(self) -> None:
         """h ← each parameter's `curvature` (already averaged over patterns), copied, so
         later changes to `curvature` leave the steps alone until the next call."""
-        if not self._flat():
-            self.flatten_parameters()
-        h = np.empty_like(self.flat_value)
-        for span, parameter in zip(self.slices, self.parameters):
-            h[span] = parameter.curvature.reshape(-1)
-        if not (np.isfinite(h).all() and (h >= 0).all()):
+        curvatures = [parameter.curvature for parameter in self.parameters]
+        if not all(np.isfinite(h).all() and (h >= 0).all() for h in curvatures):
             raise ValueError("SDLM.set_curvature: curvature must be finite and >= 0; "
                              "fill it with estimate_curvature first")
-        self.state["h"] = h
+        for state, h in zip(self.state, curvatures):
+            state["h"] = h.copy()
 
-    def step(self) -> None:
-        if "h" not in self.state:
+    def check_ready(self) -> None:
+        if not all("h" in state for state in self.state):
             raise RuntimeError("SDLM.step: no curvature yet; call estimate_curvature(...) and "
                                "set_curvature() before the first step")
-        super().step()
 
-    def _update(self, value, grad, state):
+    def update(self, value, grad, state):
         sdlm_update(value, grad, state, self.lr, self.weight_decay, self.mu)
 
     def __repr__(self) -> str:

@@ -323,7 +323,7 @@ def _optimizer_state_shapes(config: TrainConfig, model, where: str) -> dict[str,
     except ValueError as error:
         raise CheckpointError(f"{where}: hyperparameters: {error}") from None
     optimizer.zero_grad()
-    if hasattr(optimizer, "set_curvature"):  # SDLM steps only with a curvature (zero here)
+    if config.optimizer == "sdlm":  # SDLM steps only with a curvature (zero here)
         optimizer.set_curvature()
     optimizer.step()
     return {name: np.shape(value) for name, value in optimizer.state_dict().items()}

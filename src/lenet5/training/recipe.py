@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import Lenet5Error
+from ..fast.flat import FlatOptimizer
 from ..nn import SDLM, SGD, Adam, AdamW, Optimizer
 from ..nn.schedules import ConstantLR, CosineLR, EpochListLR, ExponentialLR, StepLR
 from ..zoo.lecun1998 import PAPER_LEARNING_RATES, SDLM_MU
@@ -162,7 +163,13 @@ def seeds(config: TrainConfig) -> Seeds:
     return Seeds(*(int(s) for s in np.random.SeedSequence(config.seed).generate_state(len(Seeds._fields))))
 
 
-def make_optimizer(config: TrainConfig, parameters) -> Optimizer:
+def make_optimizer(config: TrainConfig, parameters) -> FlatOptimizer:
+    """The run's optimiser, stepping its parameters as one flat buffer (`FlatOptimizer`: the
+    same numbers, bit for bit, in a handful of NumPy calls a step)."""
+    return FlatOptimizer(_reference_optimizer(config, parameters))
+
+
+def _reference_optimizer(config: TrainConfig, parameters) -> Optimizer:
     decay = config.weight_decay or 0.0
     if config.optimizer == "sgd":
         return SGD(parameters, lr=config.lr, weight_decay=decay)
