@@ -2,31 +2,15 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from ..helpers.commands import assert_one_line_error, lenet5
+
 # Without the model's default augmentation: three epochs of 1,200 images are too few for it.
 SMALL = ["--model", "relu", "--train-limit", "1500", "--validation", "300", "--test-limit", "500",
          "--epochs", "3", "--batch-size", "64", "--augment", "none", "--no-progress"]
-
-
-def lenet5(*args, check=False, env=None, **kwargs):
-    result = subprocess.run([sys.executable, "-m", "lenet5", *map(str, args)], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=600, **kwargs)
-    if check and result.returncode != 0:
-        raise AssertionError(f"lenet5 {' '.join(map(str, args))} failed:\n{result.stderr}")
-    return result
-
-
-def assert_one_line_error(result, *fragments, code=1):
-    assert result.returncode == code, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from ..helpers.commands import assert_one_line_error, lenet5
 from ..image.test_digit import clean_seven, draw_seven, side_by_side
 from ..run.test_classifier import untrained_run
-from .test_main import assert_one_line_error, lenet5
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402

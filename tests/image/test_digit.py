@@ -8,7 +8,8 @@ from PIL import Image  # noqa: E402
 
 from lenet5.image import Digit, ImageError, load_digit, mnist_like, prepare_digit  # noqa: E402
 
-from ..cli.test_main import assert_one_line_error, lenet5, small_run  # noqa: E402,F401 (a fixture)
+from ..cli.test_main import small_run  # noqa: E402,F401 (a fixture)
+from ..helpers.commands import assert_one_line_error, lenet5  # noqa: E402
 
 
 def draw_seven(size=(120, 90), ink=20, paper=235) -> np.ndarray:

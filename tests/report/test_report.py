@@ -15,7 +15,7 @@ from lenet5.errors import Lenet5Error  # noqa: E402
 from lenet5.files.weights import load_model  # noqa: E402
 from lenet5.report import make_report  # noqa: E402
 
-from ..cli.test_main import lenet5  # noqa: E402
+from ..helpers.commands import lenet5
 
 
 @pytest.fixture(scope="module", params=["lenet5", "classic"])

@@ -13,8 +13,9 @@ from lenet5 import report as report_module  # noqa: E402
 from lenet5.errors import Lenet5Error  # noqa: E402
 from lenet5.report import make_report  # noqa: E402
 
+from ..helpers.commands import assert_one_line_error, lenet5
 from ..training.test_run_dir_safety import finished_run  # noqa: E402, F401  (the fixture)
-from ..training.test_run_dir_safety import assert_one_line_error, lenet5, snapshot  # noqa: E402
+from ..training.test_run_dir_safety import snapshot  # noqa: E402
 
 INJECTED = "<script>alert('history')</script>"
 

@@ -37,7 +37,7 @@ def untrained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, mnist_dir):
     """LeNet-5 after two short epochs (96% on MNIST's test set, measured), through the CLI."""
-    from ..cli.test_main import lenet5 as run_cli
+    from ..helpers.commands import lenet5 as run_cli
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
     run_cli("train", "--model", "lenet5", "--train-limit", "12000", "--validation", "1000", "--test-limit", "1000",

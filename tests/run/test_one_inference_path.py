@@ -17,7 +17,8 @@ from lenet5.run.classifier import load
 from lenet5.run.evaluation import metrics_of
 from lenet5.zoo.models import get_spec
 
-from ..cli.test_main import lenet5, small_run  # noqa: F401  (small_run is a fixture)
+from ..cli.test_main import small_run  # noqa: F401  (a fixture)
+from ..helpers.commands import lenet5
 
 
 def drawn_digits(count: int) -> list[bytes]:
@@ -49,7 +50,7 @@ def test_predict_serve_and_the_library_give_identical_probabilities(small_run, t
     pytest.importorskip("fastapi", reason="the serve extra is not installed")
     import httpx
 
-    from ..cli.test_serve import Server
+    from ..helpers.commands import Server
 
     run_dir, _ = small_run
     paths = []

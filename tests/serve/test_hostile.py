@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..cli.test_serve import STARTUP_SECONDS, Server
+from ..helpers.commands import STARTUP_SECONDS, Server
 from .conftest import QUIET_CLIENT, digit_pixels, png_bytes
 from .test_bad_requests import apng_frames, gif_frames, png_bomb
 

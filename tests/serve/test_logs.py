@@ -12,7 +12,7 @@ import threading
 import httpx
 import pytest
 
-from ..cli.test_serve import STARTUP_SECONDS, Server
+from ..helpers.commands import STARTUP_SECONDS, Server
 from .conftest import QUIET_CLIENT, digit_pixels
 
 pytestmark = QUIET_CLIENT

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from ..cli.test_main import assert_one_line_error, lenet5
+from ..helpers.commands import assert_one_line_error, lenet5
 
 pytest.importorskip("optuna", reason="the sweep extra is not installed")
 

@@ -23,7 +23,7 @@ from lenet5.errors import RunDirError
 from lenet5.files.weights import load_arrays, save_arrays
 from lenet5.run.preprocessing import preprocess_like
 
-from ..cli.test_main import assert_one_line_error, lenet5
+from ..helpers.commands import assert_one_line_error, lenet5
 from ..helpers.crafted import DELETE, set_field
 
 TINY = ["--model", "relu", "--train-limit", "300", "--validation", "100", "--test-limit", "100", "--epochs", "1",

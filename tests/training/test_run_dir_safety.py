@@ -19,21 +19,10 @@ from lenet5.errors import RunDirError
 from lenet5.files.writing import remove_stale_temporaries
 from lenet5.training.run_dir import PREVIOUS_RUN, PREVIOUS_RUN_MOVING, claim_run_dir, prepare_run_dir
 
+from ..helpers.commands import assert_one_line_error, lenet5
+
 TINY = ["--model", "relu", "--train-limit", "256", "--validation", "64", "--test-limit", "64", "--epochs", "1",
         "--batch-size", "32", "--augment", "none", "--no-progress"]
-
-
-def lenet5(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "lenet5", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 1, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def snapshot(run_dir: Path) -> dict[str, bytes]:
