@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Lenet5Error
+from ..files.json_fields import is_number
 from ..text import one_line
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a phone photo is 2 to 5 MB; a digit needs far less
@@ -83,9 +84,9 @@ def pixels_of(entry, where: str) -> np.ndarray:
     if lengths != [SIDE]:
         raise RequestError(422, "bad_shape", f"{where}: 'pixels' must be {SIDE} rows of {SIDE} numbers, "
                                              f"found rows of {', '.join(map(str, lengths[:5]))} numbers")
-    if not all(_is_number(value) for row in rows for value in row):
+    if not all(_finite_number(value) for row in rows for value in row):
         raise RequestError(422, "bad_shape", f"{where}: every pixel must be a number 0..255, found "
-                                             f"{_kind(next(v for row in rows for v in row if not _is_number(v)))}")
+                                             f"{_kind(next(v for row in rows for v in row if not _finite_number(v)))}")
     outside = next((value for row in rows for value in row if not 0 <= value <= 255), None)
     if outside is not None:  # compared as Python numbers: an int of 300 digits is no float
         raise RequestError(422, "bad_shape", f"{where}: pixel values must be 0..255, found {str(outside)[:40]}")
@@ -132,10 +133,8 @@ def _header_pixels(data: bytes, where: str) -> int:
     return width * height
 
 
-def _is_number(value) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return isinstance(value, int) and not isinstance(value, bool)
+def _finite_number(value) -> bool:
+    return is_number(value) and math.isfinite(value)
 
 
 def _kind(value) -> str:

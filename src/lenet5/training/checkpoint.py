@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CheckpointError, Lenet5Error
+from ..files.json_fields import is_int, is_number
 from ..files.weights import (
     architecture_revision, build_architecture, check_weights, load_arrays, revision_metadata, save_arrays
 )
@@ -266,13 +267,13 @@ def _check_training(training: Any, config: TrainConfig, where: str) -> dict[str,
 
 
 def _count(value: Any, what: str, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not is_int(value) or value < 0:
         raise CheckpointError(f"{where}: {what} must be a non-negative integer, found {_json_shown(value)}")
     return value
 
 
 def _amount(value: Any, what: str, where: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+    if not is_number(value) or not math.isfinite(value) or value < 0:
         raise CheckpointError(f"{where}: {what} must be a non-negative finite number, found {_json_shown(value)}")
     return value
 
