@@ -61,12 +61,13 @@ class Lenet5Side:
     backend = "compiled"  # set by --backend
 
     def __init__(self, model_name, seed=0, engine=None):
-        from lenet5.fast import FastModel
+        from lenet5.fast import FastModel, FlatOptimizer
         from lenet5.nn import Adam, SoftmaxCrossEntropy
         from lenet5.zoo.models import build_model
 
         self.model = build_model(model_name, seed)
-        self.optimizer = Adam(self.model.parameters(), lr=1e-3)
+        # As `lenet5 train` steps it (training.recipe.make_optimizer): one flat buffer.
+        self.optimizer = FlatOptimizer(Adam(self.model.parameters(), lr=1e-3))
         self.loss = SoftmaxCrossEntropy()
         if engine is None:
             def engine(model):
