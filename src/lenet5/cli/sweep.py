@@ -69,9 +69,9 @@ class _RaisingParser(argparse.ArgumentParser):
 def _train_parser() -> argparse.ArgumentParser:
     from . import train
 
-    holder = _RaisingParser(prog="lenet5", add_help=False)
-    train.register(holder.add_subparsers(dest="command"))
-    return holder._subparsers._group_actions[0].choices["train"]
+    subparsers = _RaisingParser(prog="lenet5", add_help=False).add_subparsers(dest="command")
+    train.register(subparsers)
+    return subparsers.choices["train"]
 
 
 def check_train_options(options: list[str], params) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -82,7 +82,8 @@ def open_study(study_dir: Path, settings: Settings | None, storage: str | None =
     name = name or study_dir.resolve().name
     try:
         study = optuna.create_study(study_name=name, storage=_storage(study_dir, storage), direction="maximize",
-                                    sampler=_sampler(settings), pruner=_pruner(settings), load_if_exists=True)
+                                    sampler=_sampler(*((settings.sampler, settings.seed) if settings else ("tpe", 0))),
+                                    pruner=_pruner(settings), load_if_exists=True)
         saved = study.user_attrs.get("settings")
         if settings is not None and saved is None:
             study.set_user_attr("settings", settings.as_dict())
@@ -94,8 +95,7 @@ def open_study(study_dir: Path, settings: Settings | None, storage: str | None =
                              "the same ones, or start another study directory")
         if settings is not None:
             offset = len(study.get_trials(deepcopy=False)) + 7919 * worker
-            study.sampler = _sampler(Settings(settings.fixed, settings.params, settings.sampler, settings.pruner,
-                                              settings.seed + offset))
+            study.sampler = _sampler(settings.sampler, settings.seed + offset)
     except OSError as error:
         raise SweepError(f"cannot write the study in {study_dir}: {os_reason(error)}") from None
     return study
@@ -142,9 +142,8 @@ def _without_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':')[0]}:***@{tail}" if ":" in credentials else url
 
 
-def _sampler(settings: Settings | None):
+def _sampler(kind: str, seed: int):
     optuna = optuna_module()
-    kind, seed = (settings.sampler, settings.seed) if settings else ("tpe", 0)
     return {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
             "gp": lambda: optuna.samplers.GPSampler(seed=seed),
@@ -224,21 +223,33 @@ def optimize(study, study_dir: Path, settings: Settings, trials: int, train: Tra
         raise SweepError(f"cannot write the study in {study_dir}: {os_reason(error)}") from None
 
 
+def train_command(fixed: list[str], values: dict[str, str], run_dir: Path) -> list[str]:
+    """The arguments of `lenet5 train` for a run of `values` on top of the fixed options."""
+    argv = list(fixed)
+    for name, value in values.items():
+        argv += [f"--{name}", str(value)]
+    return argv + ["--out", str(run_dir), "--no-progress"]
+
+
+def train_into(run_dir: Path, argv: list[str], train: Train, threads: int, on_epoch=None,
+               recorded: list[str] | None = None) -> int:
+    """Train `lenet5 train ARGV` into `run_dir`: the command (`recorded`, else `argv`) written
+    to command.txt first, the run's own lines to train.log (the sweep prints one line a run)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "command.txt", "lenet5 train " + shlex.join(recorded or argv) + "\n")
+    with open(run_dir / "train.log", "a", encoding="utf-8") as output, contextlib.redirect_stdout(output):
+        return train(argv + ["--threads", str(threads)], on_epoch)
+
+
 def run_trial(trial, study_dir: Path, settings: Settings, train: Train, threads: int, log=print) -> float:
     """One trial: its settings drawn, its run trained, its validation accuracy reported each
     epoch; the last one is its value."""
     optuna = optuna_module()
     values = {param.name: param.suggest(trial) for param in settings.space}
     run_dir = study_dir / TRIALS / f"trial-{trial.number:04d}"
-    argv = list(settings.fixed)
-    for name, value in values.items():
-        argv += [f"--{name}", value]
-    argv += ["--out", str(run_dir), "--no-progress"]
-    command = "lenet5 train " + shlex.join(argv)
-    trial.set_user_attr("command", command)
+    argv = train_command(settings.fixed, values, run_dir)
+    trial.set_user_attr("command", "lenet5 train " + shlex.join(argv))
     trial.set_user_attr("run_dir", str(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "command.txt", command + "\n")
     seconds, reached = [], {"value": None}
 
     def on_epoch(row: dict, epochs: int) -> None:
@@ -259,9 +270,7 @@ def run_trial(trial, study_dir: Path, settings: Settings, train: Train, threads:
 
     started = time.perf_counter()
     try:
-        # The trial's own lines go to its run directory; the sweep prints one line a trial.
-        with open(run_dir / "train.log", "a", encoding="utf-8") as output, contextlib.redirect_stdout(output):
-            status = train(argv + ["--threads", str(threads)], on_epoch)
+        status = train_into(run_dir, argv, train, threads, on_epoch)
     except optuna.TrialPruned:
         log(f"trial {trial.number}: {reached['pruned']}")
         raise
@@ -323,17 +332,11 @@ def repeat_over_seeds(study_dir: Path, fixed: list[str], values: dict[str, str],
     runs = []
     for seed in seeds:
         run_dir = study_dir / SEEDS / f"seed-{seed}"
-        argv = list(fixed)
-        for name, value in values.items():
-            argv += [f"--{name}", str(value)]
-        argv += ["--seed", str(seed), "--out", str(run_dir), "--no-progress"]
+        argv = train_command(fixed, {**values, "seed": seed}, run_dir)
         if not (run_dir / "metrics.json").is_file():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "command.txt", "lenet5 train " + shlex.join(argv) + "\n")
             resume = ["--out", str(run_dir), "--resume", "--no-progress"] if (run_dir / "checkpoint.npz").is_file() \
                 else argv
-            with open(run_dir / "train.log", "a", encoding="utf-8") as output, contextlib.redirect_stdout(output):
-                status = train(resume + ["--threads", str(threads)], None)
+            status = train_into(run_dir, resume, train, threads, recorded=argv)
             if status != 0:
                 raise SweepError(f"seed {seed}: lenet5 train stopped with status {status} ({run_dir}/train.log)")
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -349,6 +352,6 @@ def repeat_over_seeds(study_dir: Path, fixed: list[str], values: dict[str, str],
 
 
 def _spread(values: list[float]) -> dict:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": std, "min": min(values), "max": max(values), "count": len(values)}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0  # the sample's, as accuracy.py's rows
+    return {"mean": statistics.fmean(values), "std": std, "min": min(values), "max": max(values),
+            "count": len(values)}
