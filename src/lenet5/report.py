@@ -51,7 +51,7 @@ def plot_history(history: list[dict], path: Path) -> Path:
         values = [row.get(key) for row in history]
         if any(v is not None for v in values):
             accuracy_axis.plot(epochs, [np.nan if v is None else v * 100 for v in values], marker="o", label=label)
-    loss_axis.set(title="Loss per epoch", xlabel="epoch", ylabel="the model's loss (MAP or cross-entropy)")
+    loss_axis.set(title="Loss per epoch", xlabel="epoch", ylabel="the run's loss (MAP, MLE or cross-entropy)")
     accuracy_axis.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
@@ -276,7 +276,6 @@ def _write_report(classifier, history: list[dict], out: Path, index: int, data_d
     from .nn import Conv2D, softmax
     from .run.evaluation import metrics_of
     from .run.preprocessing import preprocess_like
-    from .zoo.models import get_spec
 
     started = time.perf_counter()
     run_dir, model, metadata = classifier.run_dir, classifier.model, classifier.metadata
@@ -285,7 +284,7 @@ def _write_report(classifier, history: list[dict], out: Path, index: int, data_d
     if not 0 <= index < len(dataset.test_images):
         raise Lenet5Error(f"--index {index} is outside the test set (0..{len(dataset.test_images) - 1})")
     logits = classifier.logits(dataset.test_images)
-    metrics = metrics_of(logits, dataset.test_labels, loss_fn=get_spec(metadata["architecture"]).make_loss())
+    metrics = metrics_of(logits, dataset.test_labels, loss_fn=classifier.loss_fn)
     probabilities = softmax(logits.astype(np.float64), axis=1)
     predictions = probabilities.argmax(axis=1)
     pictures: list[tuple[str, Path]] = []

@@ -136,6 +136,12 @@ def map_loss_twin(j):
     return loss
 
 
+def mle_loss_twin(logits, targets):
+    """LeCun et al.'s MLE criterion on logits z = −y, summed (not averaged) over the patterns:
+    Σ_n y_{n,D} = −Σ_n z_{n,D}, with labels as weight rows t."""
+    return -(targets * logits).sum()
+
+
 def check_against_twin(layer, x, dtype=np.float64, seed=0):
     """Forward and backward through `layer` and its twin with one random upstream gradient.
 

@@ -11,6 +11,7 @@ from lenet5.sweep.space import Param, SpaceError, check_space, parse_param
     ("epochs=int:3:10", Param("epochs", "int", 3, 10)),
     ("augment=choice:none,affine", Param("augment", "choice", choices=("none", "affine"))),
     ("--batch-size=choice:64,128", Param("batch-size", "choice", choices=("64", "128"))),
+    ("loss=choice:map,mle", Param("loss", "choice", choices=("map", "mle"))),
 ])
 def test_each_kind_of_range_is_read(text, expected):
     assert parse_param(text) == expected

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -238,6 +239,21 @@ def test_sdlm_on_a_model_without_a_second_order_pass_is_refused_before_anything_
 
 def test_sdlm_trains_lenet5_1998():
     assert small_config(model="lenet5-1998", optimizer="sdlm").resolved().optimizer == "sdlm"
+
+
+def test_the_loss_is_the_models_own_unless_chosen_and_a_dense_output_refuses_the_rbf_criteria():
+    assert small_config().resolved().loss == "softmax"
+    assert small_config(model="lenet5-1998").resolved().loss == "map"
+    assert small_config(model="lenet5-1998", loss="mle").resolved().loss == "mle"
+    with pytest.raises(Lenet5Error, match="model 'relu' cannot train with loss 'map': it accepts softmax"):
+        small_config(model="relu", loss="map").resolved()
+
+
+@pytest.mark.parametrize("model, loss", [("lenet5-1998", "map"), ("lenet5", "softmax")])
+def test_a_config_saved_before_the_loss_was_chosen_names_its_models_own(model, loss):
+    saved = asdict(small_config(model=model))
+    del saved["loss"]
+    assert TrainConfig.from_dict(saved).loss == loss  # before resolving: what a resume compares with
 
 
 def test_the_last_partial_batch_is_trained_and_every_test_image_is_evaluated(tmp_path):

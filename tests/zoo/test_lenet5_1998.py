@@ -1,13 +1,16 @@
 """LeNet-5 as published (`lenet5-1998`): the paper's counts from the model itself, its RBF
-codes, SDLM training through the trainer (the loss falls, resume is bit-identical, the order
-is fixed), the curvature of its output layer, and the fast engine's gradients."""
+codes, its two criteria (MAP and MLE), SDLM training through the trainer (the loss falls,
+resume is bit-identical, the order is fixed), the curvature of its output layer, and the fast
+engine's gradients."""
 
 
 import numpy as np
 import pytest
+import torch
 
 from lenet5.fast import FastModel
-from lenet5.nn import RBF, SDLM, MAPLoss, SoftmaxCrossEntropy, estimate_curvature
+from lenet5.errors import Lenet5Error
+from lenet5.nn import RBF, SDLM, MAPLoss, MLELoss, SoftmaxCrossEntropy, estimate_curvature
 from lenet5.nn.sequential import layer_connections, trainable_count
 from lenet5.training.checkpoint import Checkpoint
 from lenet5.training.recipe import TrainConfig, make_optimizer, make_schedule, seeds
@@ -74,6 +77,23 @@ def test_the_output_layer_holds_the_codes_fixed_and_training_leaves_them():
     assert isinstance(get_spec("lenet5").make_loss(), SoftmaxCrossEntropy)
 
 
+def test_the_rbf_output_takes_either_of_the_papers_criteria_and_a_dense_output_softmax_only():
+    spec = get_spec("lenet5-1998")
+    assert spec.losses == ("map", "mle")
+    assert isinstance(spec.make_loss("mle"), MLELoss) and isinstance(spec.make_loss("map"), MAPLoss)
+    assert spec.make_loss("map").j == 0.1
+    for name in MODELS:
+        if name == "lenet5-1998":
+            continue
+        assert get_spec(name).losses == ("softmax",)
+        with pytest.raises(Lenet5Error) as refused:
+            get_spec(name).make_loss("mle")
+        assert str(refused.value) == (f"model {name!r} cannot train with loss 'mle': it accepts softmax "
+                                      "(the mle criterion needs an RBF output: lenet5-1998)")
+    with pytest.raises(Lenet5Error, match="cannot train with loss 'softmax': it accepts map or mle"):
+        spec.make_loss("softmax")
+
+
 def test_c3_connections_stay_importable_from_models():
     from lenet5.zoo.models import C3_CONNECTIONS
 
@@ -120,6 +140,38 @@ def test_f6_bias_curvature_is_f_prime_squared_times_the_output_curvature_average
     assert all((p.curvature >= 0).all() and p.curvature.any() for p in model.parameters())
 
 
+def test_under_mle_the_output_curvature_is_the_residuals_2_alone_and_it_is_the_exact_hessian_diagonal():
+    """MLELoss.curvature is 0 (E is linear in the logits); y_D = Σ_j (x_j − c_Dj)² is exactly
+    quadratic in F6's outputs, so 2 is the diagonal of its true Hessian, not an approximation."""
+    rng = np.random.default_rng(2)
+    output, codes = RBF(84, 10, centers=rbf_codes(np.float64)), torch.tensor(rbf_codes(np.float64))
+    x, labels = rng.uniform(-1.7, 1.7, (5, 84)), rng.integers(0, 10, 5)
+    found = PenaltyGaussNewton(output, MLELoss()).curvature(x, labels)
+
+    def summed_penalty(features):
+        return ((features - codes[labels]) ** 2).sum()
+
+    hessian = torch.autograd.functional.hessian(summed_penalty, torch.tensor(x)).reshape(5 * 84, 5 * 84)
+    assert found.shape == (5, 84)
+    assert np.array_equal(found, torch.diagonal(hessian).reshape(5, 84).numpy())
+    assert np.array_equal(found, np.full((5, 84), 2.0))
+
+
+def test_under_mle_sdlm_curvature_comes_from_the_penalty_where_the_engines_chain_alone_gives_zero():
+    model = build_model("lenet5-1998", seed=0).to(np.float64)
+    x = np.random.default_rng(1).standard_normal((6,) + model.input_shape)
+    y = np.arange(6) % 10
+    estimate_curvature(model, MLELoss(), x, y, batch_size=4)
+    assert not any(p.curvature.any() for p in model.parameters())  # what SDLM would step with otherwise
+    estimate_sdlm_curvature(model, MLELoss(), x, y, batch_size=4)
+    features = x
+    for layer in model.layers[:-2]:  # up to F6's weighted sums
+        features = layer.forward(features)
+    slope = 1.7159 * 2 / 3 * (1 - np.tanh(2 * features / 3) ** 2)
+    assert max_relative_difference(model["f6"].bias.curvature, (slope**2 * 2.0).mean(axis=0)) < 1e-10
+    assert all((p.curvature >= 0).all() and p.curvature.any() for p in model.parameters())
+
+
 def test_other_models_get_the_engines_own_curvature():
     model = build_model("lenet5-1998-softmax", seed=0).to(np.float64)
     x = np.random.default_rng(1).standard_normal((4,) + model.input_shape)
@@ -156,11 +208,11 @@ def synthetic_splits(n_train=96, n_test=40, seed=0) -> DataSplits:
 
 
 def make_trainer(run_dir, config, splits, log_name="log.txt"):
-    """What `lenet5 train` assembles for lenet5-1998: the model, SDLM, the MAP loss, FastModel."""
+    """What `lenet5 train` assembles for lenet5-1998: the model, SDLM, the run's loss, FastModel."""
     config = config.resolved()
     model = build_model(config.model, seed=seeds(config).init)
     return Trainer(model, make_optimizer(config, model.parameters()), make_schedule(config),
-                   get_spec(config.model).make_loss(), FastModel(model), config=config, splits=splits,
+                   get_spec(config.model).make_loss(config.loss), FastModel(model), config=config, splits=splits,
                    run_dir=run_dir, progress=False, log=open(run_dir / log_name, "w"))
 
 
@@ -199,6 +251,20 @@ def test_sdlm_training_lowers_the_map_loss_and_learns(tmp_path):
     assert metrics["test_accuracy"] > 0.5  # chance is 0.1
     # Evaluation uses the model's own loss: the MAP criterion, which is never below log(1 + e^-j).
     assert metrics["test_loss"] > np.log1p(np.exp(-0.1))
+
+
+def test_sdlm_training_lowers_the_mle_loss_and_learns_and_evaluates_in_it(tmp_path):
+    splits = synthetic_splits()
+    trainer = fit(tmp_path, "run", config_1998(epochs=4, loss="mle"), splits)
+    assert isinstance(trainer.loss_fn, MLELoss) and trainer.config.loss == "mle"
+    losses = [row["loss"] for row in trainer.history]
+    assert losses[-1] < 0.5 * losses[0], losses
+    metrics = trainer.finish()
+    assert metrics["test_accuracy"] > 0.5  # chance is 0.1
+    # The test loss is MLE's: the mean penalty of the correct class, not MAP's value.
+    logits = trainer.engine.predict_logits(splits.x_test)
+    assert metrics["test_loss"] == pytest.approx(MLELoss()(logits, splits.y_test), rel=1e-6)
+    assert metrics["test_loss"] != pytest.approx(MAPLoss(0.1)(logits, splits.y_test), rel=1e-3)
 
 
 def test_the_fixed_order_repeats_one_permutation_and_shuffle_does_not(tmp_path):

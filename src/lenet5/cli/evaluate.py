@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..zoo.models import get_spec
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a trained run on its test set")
@@ -24,8 +22,7 @@ def evaluate_command(args) -> int:
     classifier = load(args.run_dir)
     metadata = classifier.metadata
     dataset = load_dataset(metadata.get("dataset", "mnist"), data_dir=args.data_dir)
-    metrics = metrics_of(classifier.logits(dataset.test_images), dataset.test_labels,
-                         loss_fn=get_spec(metadata["architecture"]).make_loss())
+    metrics = metrics_of(classifier.logits(dataset.test_images), dataset.test_labels, loss_fn=classifier.loss_fn)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import Lenet5Error
 from ..zoo.lecun1998 import SDLM_MU
-from ..zoo.models import MODELS, get_spec
+from ..zoo.models import MODELS, RBF_LOSSES, get_spec
 from .arguments import (
     Retired, augment_strength, directory_path, momentum, non_negative_float, non_negative_int, positive_float,
     positive_int, seed, thread_count
@@ -31,6 +31,11 @@ def register(subparsers) -> None:
     parser.add_argument("--weight-decay", type=non_negative_float)
     parser.add_argument("--schedule", choices=SCHEDULES)
     parser.add_argument("--mu", type=positive_float, help=f"SDLM's μ: the step is lr/(mu + h) ({SDLM_MU:g})")
+    rbf_models = ", ".join(name for name, spec in MODELS.items() if spec.loss in RBF_LOSSES)
+    parser.add_argument("--loss", choices=RBF_LOSSES,
+                        help=f"for an RBF output ({rbf_models}), LeCun et al. 1998's criterion (§III-B): map, "
+                             "the correct class's penalty against the others', or mle, the correct class's "
+                             "penalty alone (the model's own: map)")
     parser.add_argument("--order", choices=ORDERS,
                         help="shuffle: a new order each epoch; fixed: one random order, kept (model default)")
     parser.add_argument("--augment", choices=KINDS,
@@ -72,7 +77,7 @@ def register(subparsers) -> None:
 
 # What a run was started with; a resumed run keeps them (its checkpoint holds them).
 RUN_SETTINGS = ("--model", "--dataset", "--batch-size", "--optimizer", "--lr", "--momentum", "--weight-decay",
-                "--schedule", "--mu", "--order", "--augment", "--augment-strength", "--augment-delay",
+                "--schedule", "--mu", "--loss", "--order", "--augment", "--augment-strength", "--augment-delay",
                 "--clean-epochs", "--validation", "--seed", "--train-limit", "--test-limit")
 
 
@@ -140,9 +145,9 @@ def train_command(args, on_epoch=None) -> int:
         model = build_model(config.model, seed=seeds(config).init)
         optimizer = make_optimizer(config, model.parameters())
         engine = make_engine(model, config.backend, args.threads)
-        trainer = Trainer(model, optimizer, make_schedule(config), get_spec(config.model).make_loss(), engine,
-                          config=config, splits=splits, run_dir=args.out, progress=not args.no_progress,
-                          on_epoch=on_epoch)
+        loss_fn = get_spec(config.model).make_loss(config.loss)
+        trainer = Trainer(model, optimizer, make_schedule(config), loss_fn, engine, config=config, splits=splits,
+                          run_dir=args.out, progress=not args.no_progress, on_epoch=on_epoch)
         if args.resume:
             trainer.restore()
             print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step} ({_engine_words(engine)})",
@@ -154,7 +159,8 @@ def train_command(args, on_epoch=None) -> int:
             print(f"training {config.model} on {config.dataset}: {len(splits.x_train):,} images ({held_out}), "
                   f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, "
                   f"batch {config.batch_size}, {config.optimizer} lr {config.lr:g} ({config.schedule}), "
-                  f"{_distortions(config)}, seed {config.seed}, {_engine_words(engine)}", flush=True)
+                  f"{_chosen_loss(config)}{_distortions(config)}, seed {config.seed}, {_engine_words(engine)}",
+                  flush=True)
         try:
             trainer.fit()
             metrics = trainer.finish()
@@ -175,6 +181,11 @@ def _engine_words(engine) -> str:
     if engine.backend.name == "compiled":
         return f"compiled kernels on {threads}"
     return f"numpy steps, BLAS on {threads}"
+
+
+def _chosen_loss(config) -> str:
+    """"mle loss, " for a run that chose a loss other than its model's own; "" otherwise."""
+    return "" if config.loss == get_spec(config.model).loss else f"{config.loss} loss, "
 
 
 def _distortions(config) -> str:

@@ -10,8 +10,9 @@ LeNet-5 1998, the second-order pass `<Layer>.backward_curvature` beside it):
     dropout.py     Dropout
     dense.py       Dense, Flatten
     rbf.py         RBF (LeNet-5 1998's output: negated Euclidean distances to fixed ±1 centres)
-    loss.py        SoftmaxCrossEntropy.value_and_grad, MAPLoss.value_and_grad (value and
-                   gradient of the loss), MAPLoss.curvature (its diagonal second derivative)
+    loss.py        SoftmaxCrossEntropy.value_and_grad, MAPLoss.value_and_grad and
+                   MLELoss.value_and_grad (value and gradient of the loss), MAPLoss.curvature
+                   and MLELoss.curvature (its diagonal second derivative)
     sequential.py  Sequential: the layers in order, and in reverse for backward
 Around them: module.py (the base class: parameters, buffers, modes, state dicts),
 parameter.py, init.py (weight initialisers), optim.py (SGD, Adam, AdamW, SDLM), curvature.py
@@ -30,7 +31,7 @@ from .curvature import estimate_curvature
 from .dense import Dense, Flatten
 from .dropout import Dropout
 from .gradcheck import check_layer, check_model, numerical_gradient, rel_error
-from .loss import MAPLoss, SoftmaxCrossEntropy
+from .loss import MAPLoss, MLELoss, SoftmaxCrossEntropy
 from .module import Module
 from .optim import SDLM, SGD, Adam, AdamW, Optimizer
 from .parameter import Parameter
@@ -41,7 +42,7 @@ from .sequential import Sequential
 
 __all__ = [
     "Adam", "AdamW", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "ConstantLR", "Conv2D",
-    "CosineLR", "Dense", "Dropout", "EpochListLR", "ExponentialLR", "Flatten", "MAPLoss",
+    "CosineLR", "Dense", "Dropout", "EpochListLR", "ExponentialLR", "Flatten", "MAPLoss", "MLELoss",
     "MaxPool2D", "Module", "Optimizer", "Parameter", "RBF", "ReLU", "SDLM", "SGD", "ScaledTanh",
     "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "StepLR", "Subsampling", "Tanh",
     "check_layer", "check_model", "estimate_curvature", "numerical_gradient", "rel_error", "softmax",

@@ -1,4 +1,4 @@
-"""Losses on logits: softmax cross-entropy, and the MAP criterion of LeNet-5 (1998)."""
+"""Losses on logits: softmax cross-entropy, and the MAP and MLE criteria of LeNet-5 (1998)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 
 class Loss:
-    """What both losses share: `loss(logits, labels)` keeps the gradient of the last call for
+    """What every loss shares: `loss(logits, labels)` keeps the gradient of the last call for
     `backward()`, the layer-like way to call them; `value_and_grad` gives both at once."""
 
     grad: np.ndarray | None = None
@@ -112,6 +112,48 @@ class MAPLoss(Loss):
 
     def __repr__(self) -> str:
         return f"MAPLoss(j={self.j})"
+
+
+class MLELoss(Loss):
+    """LeCun et al.'s (1998, §III-B) maximum-likelihood criterion on RBF logits z = −y.
+
+    E = 1/N Σ_n y_{D_n} = −1/N Σ_n z_{n,D_n}: the penalty of the correct class alone, the first
+    term of `MAPLoss`. Its gradient is −onehot(D)/N: F6 is pulled toward its digit's code and
+    never pushed from the others'. The paper warns that with trainable RBF centres E has a
+    trivial minimum, every centre and F6's output collapsed to one point, which fixed distinct
+    codes (`RBF(trainable=False)`) rule out; and that the classes do not compete, which is
+    what the MAP criterion's second term adds.
+
+    Labels are integer classes (N,) or rows of class weights (N, K) (one-hot gives the
+    paper's E); rows t generalise it to −t·z.
+
+    Shape: logits (N, K), labels (N,) or (N, K) -> a float; `grad` (N, K).
+    """
+
+    @staticmethod
+    def value_and_grad(logits, labels) -> tuple[float, np.ndarray]:
+        logits, targets = _logits_and_targets(logits, labels, "MLELoss")
+        loss = -float((targets * logits).sum()) / len(logits)
+        return loss, (-targets / len(logits)).astype(logits.dtype, copy=False)
+
+    @staticmethod
+    def curvature(logits, labels) -> np.ndarray:
+        """∂²E_n/∂z_i² for each pattern's own E_n, for SDLM: zero, exactly.
+
+        E is linear in the logits, so chaining its Hessian through the network
+        (`estimate_curvature`) gives h = 0 everywhere and every SDLM step is the ceiling lr/μ.
+        MLE's curvature lives one layer down: y_D = Σ_j (x_j − c_Dj)² is a sum of squares of
+        F6's outputs x, whose second derivative is 2 for every x_j (exact, the residuals being
+        linear in x). `lenet5.zoo.lecun1998.PenaltyGaussNewton` adds that 2 at the RBF's
+        inputs; with this zero as the competition term, 2 is MLE's whole output curvature.
+
+        Shape: logits (N, K), labels (N,) or (N, K) -> (N, K).
+        """
+        logits, _ = _logits_and_targets(logits, labels, "MLELoss")
+        return np.zeros_like(logits)
+
+    def __repr__(self) -> str:
+        return "MLELoss()"
 
 
 def _logits_and_targets(logits, labels, loss: str) -> tuple[np.ndarray, np.ndarray]:

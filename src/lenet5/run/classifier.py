@@ -97,6 +97,15 @@ class Classifier:
 
         return make_engine(self.model)
 
+    @functools.cached_property
+    def loss_fn(self):
+        """The loss the run trained with (`lenet5 train --loss`, else its model's own), as
+        `lenet5 evaluate` and `report` give its loss values: `value_and_grad(logits, labels)`."""
+        from ..zoo.models import get_spec
+
+        spec = get_spec(self.metadata["architecture"])
+        return spec.make_loss(spec.saved_loss(self.metadata.get("hyperparameters")))
+
     @property
     def class_names(self) -> list[str]:
         return self.metadata.get("class_names") or [str(i) for i in range(10)]

@@ -94,7 +94,8 @@ def load_run(run_dir: Path):
 
     Besides what `load_model` checks, the metadata the commands use is checked here, each
     problem named with its file and field: the preprocessing (`check_preprocessing`, which must
-    also give the model's input size) and `class_names` (one string per output of the model).
+    also give the model's input size), `class_names` (one string per output of the model) and
+    the loss it trained with (`hyperparameters.loss`, one its model accepts).
     """
     from ..files.weights import load_model
 
@@ -118,8 +119,21 @@ def load_run(run_dir: Path):
         if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
             raise RunDirError(f"{where}: metadata field 'class_names' must be a list of {classes} strings "
                               f"(one per output), found {shown(names)}")
+    _check_loss(metadata, where)
     _probe(model, metadata, where)
     return model, metadata
+
+
+def _check_loss(metadata: dict, where: str) -> None:
+    """The loss the run trained with, which `evaluate` and `report` give its loss values in:
+    one its model accepts (a run saved before runs chose one names none: its model's own)."""
+    from ..zoo.models import get_spec
+
+    spec = get_spec(metadata["architecture"])
+    loss = spec.saved_loss(metadata.get("hyperparameters"))
+    if loss not in spec.losses:
+        raise RunDirError(f"{where}: metadata field 'hyperparameters.loss' must be {' or '.join(spec.losses)} "
+                          f"for architecture {metadata['architecture']!r}, found {shown(loss)}")
 
 
 def _probe(model, metadata: dict, where: str) -> None:

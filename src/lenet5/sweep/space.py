@@ -19,8 +19,8 @@ from ..errors import Lenet5Error
 
 # The options of `lenet5 train` a study may vary: everything that changes what is trained.
 SWEEPABLE = ("model", "dataset", "epochs", "batch-size", "optimizer", "lr", "momentum", "weight-decay", "schedule",
-             "mu", "order", "augment", "augment-strength", "augment-delay", "clean-epochs", "validation", "seed",
-             "train-limit", "test-limit", "backend")
+             "mu", "loss", "order", "augment", "augment-strength", "augment-delay", "clean-epochs", "validation",
+             "seed", "train-limit", "test-limit", "backend")
 KINDS = ("log", "float", "int", "choice")
 
 

@@ -53,6 +53,7 @@ class TrainConfig:
     augment_delay: int | None = None  # epochs trained on the images as drawn before distortions start
     clean_epochs: int | None = None  # the last epochs, trained on the images as drawn after the distortions
     order: str | None = None  # one of ORDERS
+    loss: str | None = None  # one of the model's `ModelSpec.losses`; None: its own (map for lenet5-1998)
     mu: float = SDLM_MU  # SDLM's μ: the step is lr / (mu + h) (LeCun et al. 1998, appendix C)
     validation: int | None = None  # training images held out; the model's default (5000; 0 for lenet5-1998)
     seed: int = 0
@@ -77,11 +78,14 @@ class TrainConfig:
         for name in DEFAULTED:
             if values[name] is None:
                 values[name] = getattr(defaults, name)
+        if values["loss"] is None:
+            values["loss"] = get_spec(self.model).loss
         config = TrainConfig(**values)
         config.validate()
         return config
 
     def validate(self) -> None:
+        get_spec(self.model).check_loss(self.loss)
         if self.optimizer not in OPTIMIZERS:
             raise Lenet5Error(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         if self.optimizer == "sdlm":
@@ -124,7 +128,7 @@ def upgrade_saved(values: dict[str, Any]) -> dict[str, Any]:
     started: `augment_shift`, a number of pixels, becomes the shift distortion of that many
     pixels, at full strength from the first step; the settings added since take the values
     that give what that lenet5 did (a new permutation each epoch, no test tracking,
-    distortions to the end)."""
+    distortions to the end, the model's own loss)."""
     values = dict(values)
     if "augment" not in values and "augment_strength" not in values and "augment_shift" in values:
         from ..data.augment import SHIFT_PIXELS
@@ -137,6 +141,9 @@ def upgrade_saved(values: dict[str, Any]) -> dict[str, Any]:
     for name, then in (("track_test", False), ("order", "shuffle"), ("mu", TrainConfig.mu), ("clean_epochs", 0),
                        ("backend", "numpy")):
         values.setdefault(name, then)
+    model = values.get("model")
+    spec = MODELS.get(model) if isinstance(model, str) else None
+    values["loss"] = spec.saved_loss(values) if spec else values.get("loss")  # an unknown model is named later
     return values
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import RBF, MAPLoss, Sequential, estimate_curvature
+from ..nn import RBF, MAPLoss, MLELoss, Sequential, estimate_curvature
 
 # Table I: row f lists which of S2's 6 maps C3's map f sees. The first six see three
 # contiguous maps, the next six four contiguous ones, three see four discontinuous ones,
@@ -128,19 +128,23 @@ def uniform_over_sqrt_fan_in(shape, fan_in, fan_out, rng):
 
 
 class PenaltyGaussNewton:
-    """The MAP criterion seen from F6, for SDLM's curvature: `curvature(x, labels)` gives each
-    pattern's Gauss–Newton diagonal ∂²E_p/∂x_j² with respect to the RBF layer's input x.
+    """The paper's criteria seen from F6, for SDLM's curvature: `curvature(x, labels)` gives
+    each pattern's Gauss–Newton diagonal ∂²E_p/∂x_j² with respect to the RBF layer's input x.
 
-    E_p = y_D + log(e^{−j} + Σ_i e^{−y_i}) with y_i = Σ_j (x_j − c_ij)². The first term is a sum
-    of squared residuals x_j − c_Dj, whose Gauss–Newton curvature is 2 for every x_j: this
+    MAP: E_p = y_D + log(e^{−j} + Σ_i e^{−y_i}) with y_i = Σ_j (x_j − c_ij)². The first term is a
+    sum of squared residuals x_j − c_Dj, whose Gauss–Newton curvature is 2 for every x_j: this
     is the term that makes F6 regress onto its digit's code. The second, seen through the
     RBF's Jacobian, is `MAPLoss.curvature` mapped back by `RBF.backward_curvature`. Taking
     only the latter (as chaining the loss's Hessian in the logits through the network would)
     leaves h near 0 wherever every penalty is far above j, as at initialisation, where all
     ten are about 84: SDLM then steps η/μ everywhere and its first pass diverges (measured).
+
+    MLE: E_p = y_D, the first term alone. `MLELoss.curvature` is 0 (E is linear in the
+    logits), so the curvature is 2 for every x_j, and that is exact: the residuals are linear
+    in x, so Gauss–Newton drops nothing.
     """
 
-    def __init__(self, output: RBF, loss_fn: MAPLoss) -> None:
+    def __init__(self, output: RBF, loss_fn: MAPLoss | MLELoss) -> None:
         self.output, self.loss_fn = output, loss_fn
 
     def curvature(self, x, labels) -> np.ndarray:
@@ -151,9 +155,9 @@ class PenaltyGaussNewton:
 def estimate_sdlm_curvature(model: Sequential, loss_fn, x, y, batch_size: int = 100) -> None:
     """Fill every parameter's `curvature` with the average over (x, y) of its Gauss–Newton
     diagonal (`lenet5.nn.estimate_curvature`); for a model ending in fixed RBF units under
-    the MAP criterion, the output layer's part is the paper's (`PenaltyGaussNewton`)."""
+    the MAP or MLE criterion, the output layer's part is the paper's (`PenaltyGaussNewton`)."""
     *features, output = model.layers
-    if isinstance(output, RBF) and not output.trainable and isinstance(loss_fn, MAPLoss):
+    if isinstance(output, RBF) and not output.trainable and isinstance(loss_fn, (MAPLoss, MLELoss)):
         body = Sequential(*zip(model.layer_names[:-1], features), name=model.name)
         estimate_curvature(body, PenaltyGaussNewton(output, loss_fn), x, y, batch_size)
     else:

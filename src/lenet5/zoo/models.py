@@ -17,14 +17,19 @@ import numpy as np
 
 from ..errors import Lenet5Error
 from ..nn import (
-    RBF, AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MAPLoss, MaxPool2D, ReLU, ScaledTanh,
-    Sequential, Sigmoid, SoftmaxCrossEntropy, Subsampling, Tanh
+    RBF, AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MAPLoss, MaxPool2D, MLELoss, ReLU,
+    ScaledTanh, Sequential, Sigmoid, SoftmaxCrossEntropy, Subsampling, Tanh
 )
 from .lecun1998 import C3_CONNECTIONS, PAPER_LEARNING_RATES, rbf_codes, uniform_over_sqrt_fan_in
 
 # The paper names j, the MAP criterion's rubbish-class constant, but gives no value; 0.1 is
 # the one public reimplementations use (see `lenet5.nn.MAPLoss`).
 MAP_J = 0.1
+
+# The losses by name: "softmax", cross-entropy on a dense output's logits; "map" and "mle",
+# LeCun et al. 1998's two criteria (§III-B) on the RBF output's penalties.
+LOSSES = {"softmax": SoftmaxCrossEntropy, "map": lambda: MAPLoss(j=MAP_J), "mle": MLELoss}
+RBF_LOSSES = ("map", "mle")
 
 
 @dataclass(frozen=True)
@@ -59,17 +64,47 @@ class ModelSpec:
     build: Callable[[np.random.Generator], Sequential]
     preprocessing: Preprocessing
     defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
-    # What the model trains and is evaluated with: "softmax" (cross-entropy on the logits) or
-    # "map" (LeCun et al. 1998's MAP criterion on the RBF outputs, with j = MAP_J).
+    # What the model trains and is evaluated with unless a run chooses another of `losses`:
+    # "softmax" (cross-entropy on the logits) or "map" (LeCun et al. 1998's MAP criterion on
+    # the RBF outputs, with j = MAP_J).
     loss: str = "softmax"
     revision: int = 1
     earlier_builds: Mapping[int, Callable[[np.random.Generator], Sequential]] = field(default_factory=dict)
     # What each earlier revision was, for the one-line errors that name it.
     earlier_revisions: Mapping[int, str] = field(default_factory=dict)
 
-    def make_loss(self):
-        """A fresh loss object: `value_and_grad(logits, labels) -> (loss, dlogits)`."""
-        return MAPLoss(j=MAP_J) if self.loss == "map" else SoftmaxCrossEntropy()
+    @property
+    def losses(self) -> tuple[str, ...]:
+        """The losses a run of this model may choose: an RBF output takes either of the
+        paper's criteria (MAP or MLE), a dense output only softmax cross-entropy."""
+        return RBF_LOSSES if self.loss in RBF_LOSSES else (self.loss,)
+
+    def check_loss(self, loss: str) -> None:
+        """A one-line Lenet5Error unless this model may train with `loss`."""
+        if loss in self.losses:
+            return
+        why = ""
+        if loss in RBF_LOSSES:
+            rbf_models = [name for name, spec in MODELS.items() if spec.loss in RBF_LOSSES]
+            why = f" (the {loss} criterion needs an RBF output: {', '.join(rbf_models)})"
+        elif loss not in tuple(LOSSES):  # a tuple: a crafted file's list or dict is not hashable
+            why = f" (known losses: {', '.join(LOSSES)})"
+        raise Lenet5Error(f"model {self.name!r} cannot train with loss {loss!r}: it accepts "
+                          f"{' or '.join(self.losses)}{why}")
+
+    def saved_loss(self, settings) -> object:
+        """The loss a run's saved settings (its `hyperparameters`) name, unchecked: their `loss`,
+        or where they name none (a run saved before runs chose one), this model's own, which
+        it trained with."""
+        loss = settings.get("loss") if isinstance(settings, Mapping) else None
+        return self.loss if loss is None else loss
+
+    def make_loss(self, loss: str | None = None):
+        """A fresh loss object, `value_and_grad(logits, labels) -> (loss, dlogits)`: `loss`
+        (one of `losses`), or the model's own when None."""
+        loss = self.loss if loss is None else loss
+        self.check_loss(loss)
+        return LOSSES[loss]()
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
