@@ -27,11 +27,12 @@ pytestmark = pytest.mark.skipif(not compiled.available(), reason="the compiled b
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 
 
-def conv_cases(count=12, seed=25):
+def conv_cases(count=16, seed=25):
+    """Random layers; every other one has 5-wide kernels (the direct path's five-tap loops)."""
     rng = np.random.default_rng(seed)
     cases = []
     for index in range(count):
-        kernel = (int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+        kernel = (int(rng.integers(1, 6)), 5 if index % 2 == 0 else int(rng.integers(1, 6)))
         stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
         padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
         channels, maps = int(rng.integers(1, 5)), int(rng.integers(1, 6))
@@ -50,7 +51,8 @@ def conv_cases(count=12, seed=25):
 @DTYPES
 def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kernel, stride, padding, shape,
                                                             masked, direct, dtype, monkeypatch):
-    monkeypatch.setattr(compiled_conv, "DIRECT_MIN_BATCH", 1)  # small batches take the direct path too
+    if direct:
+        stride = (stride[0], 1)  # the direct loops run along rows: a horizontal stride of 1
     rng = np.random.default_rng(7)
     table = (rng.random((maps, channels)) < 0.6) if masked else None
     if table is not None:
@@ -59,22 +61,28 @@ def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kern
     step = CompiledConvStep(layer)
     step.direct = direct
     paths = []
-    for kernel_name in ("conv_forward", "convolve_chunks"):
+    for kernel_name in ("conv_forward", "convolve_chunks", "conv_weight_grad", "weight_grad_chunks",
+                        "conv_input_grad", "col2im"):
         original = getattr(compiled_conv, kernel_name)
         monkeypatch.setattr(compiled_conv, kernel_name,
                             lambda *args, name=kernel_name, run=original: paths.append(name) or run(*args))
     assert_step_matches_layer(step, layer, rng.standard_normal(shape), dtype)
-    assert set(paths) == {"conv_forward" if direct else "convolve_chunks"}
+    direct_kernels = {"conv_forward", "conv_weight_grad", "conv_input_grad"}
+    assert set(paths) == (direct_kernels if direct else {"convolve_chunks", "weight_grad_chunks", "col2im"})
 
 
-def test_small_batches_take_the_blas_path_whatever_the_layer():
-    layer = ln.Conv2D(1, 6, 5, rng=0)
+@pytest.mark.parametrize("layer, direct", [
+    (ln.Conv2D(6, 16, 5), True),  # LeNet-5's C3: 5-wide, whatever its depth
+    (ln.Conv2D(16, 32, 5, padding=2), True),
+    (ln.Conv2D(1, 32, 3, padding=1), True),  # shallow: 9 rows in the column matrix
+    (ln.Conv2D(32, 64, 3, padding=1), False),  # 288 rows: BLAS
+    (ln.Conv2D(6, 16, 5, stride=(1, 2)), False),  # the direct loops need a horizontal stride of 1
+], ids=["c3", "wide-c3", "shallow-3x3", "deep-3x3", "strided"])
+def test_each_layer_takes_the_path_measured_for_it_whatever_the_batch(layer, direct):
     step = CompiledConvStep(layer)
-    assert step.direct
-    step.forward(np.zeros((1, 12, 12, compiled_conv.DIRECT_MIN_BATCH - 1), np.float32))
-    assert step._cache[2] is False  # the BLAS path
-    step.forward(np.zeros((1, 12, 12, compiled_conv.DIRECT_MIN_BATCH), np.float32))
-    assert step._cache[2] is True
+    for batch in (1, 4, 64):
+        step.forward(np.zeros((layer.in_channels, 16, 16, batch), np.float32))
+        assert step._cache[2] is direct
 
 
 def pool_cases():

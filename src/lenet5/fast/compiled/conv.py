@@ -1,19 +1,26 @@
 """Conv2D, compiled: the seven loops of a convolution over batch-last (C, H, W, N) arrays.
 
-    out[f, oh, ow, n] = bias[f] + Σ_c Σ_i Σ_j weight[f, c, i, j] · x[c, oh·SH + i, ow·SW + j, n]
+    out[f, oh, ow, n] = bias[f] + Σ_c Σ_i Σ_j weight[f, c, i, j] · x[c, oh·SH + i, ow + j, n]
 
-The batch is the innermost loop: N contiguous values, which LLVM turns into vector
-instructions. Each kernel's parallel loop runs over what one thread may own alone: output
-maps and rows in the forward pass, (output map, input map) pairs for the weight gradient,
-input maps for the input gradient, so every sum runs in one thread in a fixed order.
-Unconnected (output, input) map pairs (the C3 table of LeCun et al. 1998) are skipped.
+With the batch last and a horizontal stride of 1, the two innermost loops (ow, n) are one
+contiguous run: output row (f, oh) is OW·N values in a row, and the input pixels that tap
+(c, i, j) multiplies are the same number of values in a row of x, starting j·N along it.
+So every innermost loop of the direct kernels below runs over a long contiguous run, which
+LLVM turns into vector instructions, whatever the batch size. A kernel row of five taps
+(every LeNet layer's 5×5 kernels) is summed in one pass over the run (`add_five_taps`),
+other widths one pass per tap.
 
-Which path runs a layer is chosen by measurement (on a 2-core machine, two threads): these
-loops beat im2col and BLAS where the column matrix is shallow (C·KH·KW at most
-DIRECT_MAX_DEPTH: C1 of every zoo model, whose im2col copy costs more than its product) and
-the batch is large enough to vectorise (DIRECT_MIN_BATCH), and BLAS wins elsewhere. Those layers build the column matrix here (`im2col`), run
-their products in BLAS over column chunks (`convolve_chunks` and its two siblings) and scatter the input gradient
-back with `col2im`. The choice depends on the layer and the batch size, never on the thread count.
+Each kernel's parallel loop runs over what one thread may own alone: output rows in the
+forward pass, (output map, input map) pairs for the weight gradient, input maps for the
+input gradient, so every sum runs in one thread in a fixed order. Unconnected (output,
+input) map pairs (the C3 table of LeCun et al. 1998) are skipped.
+
+Which path runs a layer is chosen by measurement (on a 2-core machine, two threads): the
+direct loops run every layer with a horizontal stride of 1 and 5-wide kernels, and other
+layers whose column matrix is shallow (C·KH·KW at most DIRECT_MAX_DEPTH); the others build
+the column matrix here (`im2col`), run their products in BLAS over column chunks
+(`convolve_chunks` and its two siblings) and scatter the input gradient back with `col2im`.
+The choice depends on the layer alone, never on the batch size or the thread count.
 """
 
 from __future__ import annotations
@@ -24,88 +31,175 @@ from ...nn.im2col import output_size
 from ..conv import BLOCK_BYTES, MIN_SMALL_PRODUCT_COLUMNS, SMALL_PRODUCT
 from ..step import Step, check_input
 from ..windows import pad_spatial, unpad_spatial
-from .jit import kernel, prange, serial_kernel
+from .jit import inline, kernel, prange, serial_kernel
 
 # The narrowest chunk of a deep layer's column matrix whose product is not cut to OpenBLAS's
 # small-matrix kernel: lenet5-wide's second convolution ran its three products in 8.8 ms
 # at 512 columns against 12.0 ms at the 163 that a 256 KiB block leaves it, simple-cnn's in
 # 20.8 against 23.4 ms at 227 (batch 128, two threads; 1,024 and more were slower again).
 MIN_CHUNK_COLUMNS = 512
-# The deepest column matrix (C·KH·KW) the direct loops run; deeper layers multiply with BLAS.
+# The deepest column matrix (C·KH·KW) the direct loops run for kernels other than 5 wide;
+# deeper ones multiply with BLAS (simple-cnn's 32 → 64-map 3×3 layer at batch 64: forward
+# 10.2 ms in BLAS chunks against 23.5 ms in one-tap passes; its 1 → 32-map layer: 2.7
+# against 1.7 ms).
 DIRECT_MAX_DEPTH = 32
-# The direct loops' innermost loop runs over the batch: on fewer samples than this it is too
-# short to vectorise, and BLAS wins again (LeNet-5 1998's C1 on batches of 4: 0.41 ms against
-# 0.06 ms, measured).
-DIRECT_MIN_BATCH = 16
 
 
 @kernel
-def conv_forward(x, weight, bias, connected, stride_h, stride_w, out):
+def conv_forward(x, weight, bias, connected, stride_h, out):
     """x (C, H, W, N) padded, weight (F, C, KH, KW), bias (F,), connected (F, C) bool
-    -> out (F, OH, OW, N)."""
+    -> out (F, OH, OW, N); horizontal stride 1."""
     maps, channels, kh, kw = weight.shape
     _, oh_count, ow_count, batch = out.shape
+    run = ow_count * batch  # one output row, (OW, N): a contiguous run
+    rows = x.reshape(channels, x.shape[1], x.shape[2] * batch)
+    out_rows = out.reshape(maps, oh_count, run)
     for task in prange(maps * oh_count):  # one output row of one map per iteration
         f, oh = task // oh_count, task % oh_count
-        for ow in range(ow_count):
-            total = out[f, oh, ow]
-            for n in range(batch):
-                total[n] = bias[f]
-            for c in range(channels):
-                if not connected[f, c]:
-                    continue
-                for i in range(kh):
+        total = out_rows[f, oh]
+        for k in range(run):
+            total[k] = bias[f]
+        for c in range(channels):
+            if not connected[f, c]:
+                continue
+            for i in range(kh):
+                row = rows[c, oh * stride_h + i]  # the output row's input pixels start at row[j·N]
+                taps = weight[f, c, i]
+                if kw == FIVE:
+                    add_five_taps(total, row, taps, batch)
+                else:
                     for j in range(kw):
-                        w = weight[f, c, i, j]
-                        pixels = x[c, oh * stride_h + i, ow * stride_w + j]
-                        for n in range(batch):
-                            total[n] += w * pixels[n]
+                        add_tap(total, row[j * batch : j * batch + run], taps[j])
 
 
 @kernel
-def conv_weight_grad(x, dout, connected, stride_h, stride_w, dweight):
-    """dweight[f, c, i, j] = Σ_oh Σ_ow Σ_n dout[f, oh, ow, n] · x[c, oh·SH + i, ow·SW + j, n]."""
+def conv_weight_grad(x, dout, connected, stride_h, dweight):
+    """dweight[f, c, i, j] = Σ_oh Σ_ow Σ_n dout[f, oh, ow, n] · x[c, oh·SH + i, ow + j, n]."""
     maps, channels, kh, kw = dweight.shape
     _, oh_count, ow_count, batch = dout.shape
-    for task in prange(maps * channels):
+    run = ow_count * batch
+    rows = x.reshape(channels, x.shape[1], x.shape[2] * batch)
+    grad_rows = dout.reshape(maps, oh_count, run)
+    for task in prange(maps * channels):  # each thread owns whole (output map, input map) pairs
         f, c = task // channels, task % channels
-        sums = np.zeros((kh, kw), dtype=dweight.dtype)
+        sums = np.zeros((kh, kw))  # float64: each sums up to 10^6 products
         if connected[f, c]:
             for oh in range(oh_count):
-                for ow in range(ow_count):
-                    grad = dout[f, oh, ow]
-                    for i in range(kh):
+                grad = grad_rows[f, oh]
+                for i in range(kh):
+                    row = rows[c, oh * stride_h + i]
+                    if kw == FIVE:
+                        dot_five_taps(grad, row, batch, sums[i])
+                    else:
                         for j in range(kw):
-                            pixels = x[c, oh * stride_h + i, ow * stride_w + j]
-                            total = sums[i, j]
-                            for n in range(batch):
-                                total += grad[n] * pixels[n]
-                            sums[i, j] = total
-        for i in range(kh):  # loops, not `dweight[f, c] = sums`: see copy_columns
+                            sums[i, j] += dot(grad, row[j * batch : j * batch + run])
+        for i in range(kh):
             for j in range(kw):
                 dweight[f, c, i, j] = sums[i, j]
 
 
 @kernel
-def conv_input_grad(dout, weight, connected, stride_h, stride_w, dx):
-    """dx[c, oh·SH + i, ow·SW + j, n] += weight[f, c, i, j] · dout[f, oh, ow, n], summed over
-    f, oh, ow, i, j; dx (C, H, W, N) padded, overwritten."""
+def conv_input_grad(dout, weight, connected, stride_h, dx):
+    """dx[c, oh·SH + i, ow + j, n] = Σ weight[f, c, i, j] · dout[f, oh, ow, n], summed over f,
+    oh, ow, i, j; dx (C, H, W, N) padded, overwritten. `dout` comes with KW − 1 zero columns
+    on each side of every row (`pad_rows`), so each of dx's rows is a sum of whole shifted
+    rows of it: no edge cases in the innermost loop."""
     maps, channels, kh, kw = weight.shape
-    _, oh_count, ow_count, batch = dout.shape
+    oh_count, batch = dout.shape[1], dx.shape[3]
+    width = dx.shape[2] * batch
+    rows = dx.reshape(channels, dx.shape[1], width)
     for c in prange(channels):  # each thread owns whole input maps: its adds never collide
-        dx[c] = 0
+        rows[c] = 0
         for f in range(maps):
             if not connected[f, c]:
                 continue
             for oh in range(oh_count):
-                for ow in range(ow_count):
-                    grad = dout[f, oh, ow]
-                    for i in range(kh):
+                grad = dout[f, oh]
+                for i in range(kh):
+                    # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the
+                    # padded row, grad[(KW − 1 − j)·N + k] for its k-th value.
+                    target = rows[c, oh * stride_h + i]
+                    taps = weight[f, c, i]
+                    if kw == FIVE:
+                        add_five_shifted(target, grad, taps, batch)
+                    else:
                         for j in range(kw):
-                            w = weight[f, c, i, j]
-                            target = dx[c, oh * stride_h + i, ow * stride_w + j]
-                            for n in range(batch):
-                                target[n] += w * grad[n]
+                            start = (kw - 1 - j) * batch
+                            add_tap(target, grad[start : start + width], taps[j])
+
+
+def pad_rows(dout, kw):
+    """dout (F, OH, OW, N) -> (F, OH, (OW + 2·(KW − 1))·N) with KW − 1 zero columns each side."""
+    maps, oh_count, ow_count, batch = dout.shape
+    edge = (kw - 1) * batch
+    padded = np.zeros((maps, oh_count, ow_count * batch + 2 * edge), dout.dtype)
+    padded[:, :, edge : edge + ow_count * batch] = dout.reshape(maps, oh_count, -1)
+    return padded
+
+
+# The innermost loops. Each runs over one contiguous run of (OW, N) values; a kernel row of
+# five taps is summed in one pass: five loads and one store per output value, where a pass
+# per tap would store five times. Stores, not the arithmetic, bound these loops (measured,
+# C3 at batch 64 on two threads: the forward pass 0.57 ms one tap per pass, 0.30 ms five
+# at once, against 1.28 ms for the column matrix and BLAS).
+FIVE = 5
+
+
+@inline
+def add_tap(total, pixels, weight):
+    for k in range(total.shape[0]):
+        total[k] += weight * pixels[k]
+
+
+@inline
+def add_five_taps(total, row, taps, batch):
+    """total[k] += Σ_j taps[j] · row[j·N + k], j < 5."""
+    w0, w1, w2, w3, w4 = taps[0], taps[1], taps[2], taps[3], taps[4]
+    run = total.shape[0]
+    r0, r1, r2 = row[0:run], row[batch : batch + run], row[2 * batch : 2 * batch + run]
+    r3, r4 = row[3 * batch : 3 * batch + run], row[4 * batch : 4 * batch + run]
+    for k in range(run):
+        total[k] += w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k] + w4 * r4[k]
+
+
+@inline
+def add_five_shifted(target, grad, taps, batch):
+    """target[k] += Σ_j taps[j] · grad[(4 − j)·N + k], j < 5: add_five_taps with the taps reversed."""
+    w0, w1, w2, w3, w4 = taps[4], taps[3], taps[2], taps[1], taps[0]
+    run = target.shape[0]
+    r0, r1, r2 = grad[0:run], grad[batch : batch + run], grad[2 * batch : 2 * batch + run]
+    r3, r4 = grad[3 * batch : 3 * batch + run], grad[4 * batch : 4 * batch + run]
+    for k in range(run):
+        target[k] += w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k] + w4 * r4[k]
+
+
+@inline
+def dot(left, right):
+    total = left.dtype.type(0)  # not 0.0, which would make a float32 sum float64
+    for k in range(left.shape[0]):
+        total += left[k] * right[k]
+    return total
+
+
+@inline
+def dot_five_taps(grad, row, batch, sums):
+    """sums[j] += Σ_k grad[k] · row[j·N + k], j < 5, in one pass over grad."""
+    run = grad.shape[0]
+    r0, r1, r2 = row[0:run], row[batch : batch + run], row[2 * batch : 2 * batch + run]
+    r3, r4 = row[3 * batch : 3 * batch + run], row[4 * batch : 4 * batch + run]
+    s0 = s1 = s2 = s3 = s4 = grad.dtype.type(0)  # in the arrays' dtype: a float32 sum vectorises
+    for k in range(run):
+        g = grad[k]
+        s0 += g * r0[k]
+        s1 += g * r1[k]
+        s2 += g * r2[k]
+        s3 += g * r3[k]
+        s4 += g * r4[k]
+    sums[0] += s0
+    sums[1] += s1
+    sums[2] += s2
+    sums[3] += s3
+    sums[4] += s4
 
 
 @kernel
@@ -246,14 +340,14 @@ def convolve(padded, weight_matrix, kernel, stride, out_hw):
 
 
 class CompiledConvStep(Step):
-    """A `lenet5.nn.Conv2D` on (C, H, W, N) arrays: the direct loops for shallow layers on
-    large batches; otherwise chunks of the column matrix and BLAS over the threads, and
+    """A `lenet5.nn.Conv2D` on (C, H, W, N) arrays: the direct loops for 5-wide kernels and
+    shallow layers; otherwise chunks of the column matrix and BLAS over the threads, and
     col2im for the input gradient (see the module docstring)."""
 
     def __init__(self, layer) -> None:
         super().__init__(layer)
         depth = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
-        self.direct = depth <= DIRECT_MAX_DEPTH
+        self.direct = layer.stride[1] == 1 and (layer.kernel_size[1] == FIVE or depth <= DIRECT_MAX_DEPTH)
         self.connected = (np.ones((layer.out_channels, layer.in_channels), bool) if layer.connections is None
                           else np.ascontiguousarray(layer.connections))
 
@@ -272,11 +366,11 @@ class CompiledConvStep(Step):
         bias = (np.zeros(conv.out_channels, x.dtype) if conv.bias is None
                 else np.ascontiguousarray(conv.bias.value, dtype=x.dtype))
         oh, ow = output_size(height, kh, conv.stride[0]), output_size(width, kw, conv.stride[1])
-        direct = self.direct and batch >= DIRECT_MIN_BATCH
+        direct = self.direct
         self._cache = (padded, weight, direct)
         if direct:
             out = np.empty((conv.out_channels, oh, ow, batch), dtype=x.dtype)
-            conv_forward(out.size * channels * kh * kw, padded, weight, bias, self.connected, *conv.stride, out)
+            conv_forward(out.size * channels * kh * kw, padded, weight, bias, self.connected, conv.stride[0], out)
             return out
         out = convolve(padded, weight.reshape(conv.out_channels, -1), conv.kernel_size, conv.stride, (oh, ow))
         out += bias[:, None]
@@ -288,7 +382,8 @@ class CompiledConvStep(Step):
         kh, kw = self.layer.kernel_size
         if direct:
             dpadded = np.empty_like(padded)
-            conv_input_grad(dout.size * weight[0].size, dout, weight, self.connected, *self.layer.stride, dpadded)
+            conv_input_grad(dout.size * weight[0].size, pad_rows(dout, kw), weight, self.connected,
+                            self.layer.stride[0], dpadded)
         else:
             # The column matrix's gradient, then summed back onto the pixels. (Computing dx as
             # the convolution of the padded dout with the flipped kernels instead builds a
@@ -319,7 +414,7 @@ class CompiledConvStep(Step):
         dout = np.ascontiguousarray(dout)
         if direct:
             dweight = np.empty(weight.shape, dtype=dout.dtype)
-            conv_weight_grad(dout.size * weight[0].size, padded, dout, self.connected, *conv.stride, dweight)
+            conv_weight_grad(dout.size * weight[0].size, padded, dout, self.connected, conv.stride[0], dweight)
         else:
             dweight = self._chunked_weight_grad(padded, dout.reshape(conv.out_channels, -1))
         conv.weight.grad += conv.masked(dweight)

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..fusion import NormPoolReLU
 from ..pooling import check_pool_input
-from .jit import kernel, prange
-from .pooling import window_maximum
+from .jit import inline, kernel, prange
+from .pooling import OFFSET, window_maximum
 
 
 @kernel
@@ -27,24 +27,22 @@ def norm_pool_relu_forward(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu
                            out, first_max, normalised, mean, inv_std, var):
     """x (C, H, W, N) -> out, first_max and the normalised maxima (C, OH, OW, N); the batch
     mean, 1/σ and biased variance of each channel."""
-    channels, _, _, batch = x.shape
-    _, oh_count, ow_count, _ = out.shape
-    values = x.reshape(channels, -1)
-    count = values.shape[1]
+    channels, height, _, _ = x.shape
+    _, oh_count, ow_count, batch = out.shape
+    count = x[0].size
     for c in prange(channels):
         total = 0.0
-        for k in range(count):
-            total += values[c, k]
+        for h in range(height):
+            total += row_sum(x[c, h].reshape(-1))
         channel_mean = total / count
         squares = 0.0
-        for k in range(count):
-            deviation = values[c, k] - channel_mean
-            squares += deviation * deviation
+        for h in range(height):
+            squares += row_squared_deviations(x[c, h].reshape(-1), x.dtype.type(channel_mean))
         channel_var = squares / count
         mean[c], var[c] = channel_mean, channel_var
         inv_std[c] = 1.0 / math.sqrt(channel_var + eps)
-        m, s = mean[c], inv_std[c]
-        g, b = gamma[c], beta[c]
+        # y = (x − μ)·(1/σ)·γ + β, in the dtype of x, in the reference's order of operations
+        m, s, g, b = x.dtype.type(channel_mean), inv_std[c], gamma[c], beta[c]
         for oh in range(oh_count):
             for ow in range(ow_count):
                 best = normalised[c, oh, ow]
@@ -57,21 +55,43 @@ def norm_pool_relu_forward(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu
                     result[n] = max(y, 0) if relu and y == y else y
 
 
+@inline
+def row_sum(values):
+    """Σ values, summed in their own dtype (a float32 sum vectorises), returned as float64."""
+    total = values.dtype.type(0)
+    for k in range(values.shape[0]):
+        total += values[k]
+    return float(total)
+
+
+@inline
+def row_squared_deviations(values, mean):
+    """Σ (values − mean)², as row_sum."""
+    total = values.dtype.type(0)
+    for k in range(values.shape[0]):
+        deviation = values[k] - mean
+        total += deviation * deviation
+    return float(total)
+
+
 @kernel
 def norm_pool_relu_backward(dout, out, relu, first_max, normalised, x, mean, inv_std, gamma, count,
                             kh, kw, stride_h, stride_w, dx, dgamma, dbeta):
     """dx (C, H, W, N), overwritten; dgamma and dbeta (C,) of this batch."""
     channels, oh_count, ow_count, batch = dout.shape
+    zero = dout.dtype.type(0)
     for c in prange(channels):
         # dβ and dγ over the pooled positions: the gradient is zero everywhere else.
         beta_total, gamma_total = 0.0, 0.0
         for oh in range(oh_count):
-            for ow in range(ow_count):
-                grad, kept, xhat = dout[c, oh, ow], out[c, oh, ow], normalised[c, oh, ow]
-                for n in range(batch):
-                    g = grad[n] if (not relu or kept[n] > 0) else 0.0
-                    beta_total += g
-                    gamma_total += g * xhat[n]
+            grad, kept, xhat = dout[c, oh].reshape(-1), out[c, oh].reshape(-1), normalised[c, oh].reshape(-1)
+            beta_part, gamma_part = zero, zero
+            for k in range(grad.shape[0]):
+                g = grad[k] if (not relu or kept[k] > 0) else zero
+                beta_part += g
+                gamma_part += g * xhat[k]
+            beta_total += beta_part
+            gamma_total += gamma_part
         dbeta[c], dgamma[c] = beta_total, gamma_total
         a = gamma[c] * inv_std[c]
         slope = -a * inv_std[c] * dgamma[c] / count
@@ -84,11 +104,12 @@ def norm_pool_relu_backward(dout, out, relu, first_max, normalised, x, mean, inv
                 grad, kept, where = dout[c, oh, ow], out[c, oh, ow], first_max[c, oh, ow]
                 for i in range(kh):
                     for j in range(kw):
-                        offset = i * kw + j
+                        offset = OFFSET(i * kw + j)
                         pixel = dx[c, oh * stride_h + i, ow * stride_w + j]
                         for n in range(batch):
-                            if where[n] == offset and (not relu or kept[n] > 0):
-                                pixel[n] += a * grad[n]
+                            # a select, not a branch, so that the loop vectorises
+                            hit = (where[n] == offset) & ((not relu) | (kept[n] > 0))
+                            pixel[n] += a * grad[n] if hit else zero
 
 
 class CompiledNormPoolReLU(NormPoolReLU):
@@ -106,7 +127,7 @@ class CompiledNormPoolReLU(NormPoolReLU):
         channels = norm.num_features
         out_shape = pool.output_shape(x.shape[:3]) + (x.shape[3],)
         out = np.empty(out_shape, dtype=x.dtype)
-        first_max = np.empty(out_shape, dtype=np.uint8)
+        first_max = np.empty(out_shape, dtype=OFFSET)
         normalised = np.empty(out_shape, dtype=x.dtype)
         mean, var = np.empty(channels), np.empty(channels)
         inv_std = np.empty(channels, dtype=x.dtype)

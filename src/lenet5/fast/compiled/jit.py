@@ -66,6 +66,12 @@ def serial_kernel(function):
     return njit(cache=True, fastmath=FASTMATH, nogil=True)(function)
 
 
+def inline(function):
+    """Decorator: an innermost loop that kernels call, inlined into each caller by Numba
+    before LLVM sees it, so it is vectorised in place like loops written out there."""
+    return njit(inline="always", fastmath=FASTMATH, nogil=True)(function)
+
+
 def _renamed(function, suffix: str):
     """A copy of `function` under another qualified name: Numba names its cache files by
     it and keys them by signature alone, so two builds of one function would overwrite
