@@ -45,57 +45,69 @@ MIN_CHUNK_COLUMNS = 512
 DIRECT_MAX_DEPTH = 32
 
 
+# Each kernel is its parallel loop over tasks and, beside it, the work of one task, compiled
+# once as a serial function: both builds of the kernel (jit.py) run the same machine code
+# for every task, and the parallel build compiles only its loop. The task index is passed
+# as an int64: prange's own is unsigned, which would compile the task's function twice.
 @kernel
 def conv_forward(x, weight, bias, connected, stride_h, out):
     """x (C, H, W, N) padded, weight (F, C, KH, KW), bias (F,), connected (F, C) bool
     -> out (F, OH, OW, N); horizontal stride 1."""
+    for task in prange(out.shape[0] * out.shape[1]):
+        conv_forward_row(x, weight, bias, connected, stride_h, out, np.int64(task))
+
+
+@serial_kernel
+def conv_forward_row(x, weight, bias, connected, stride_h, out, task):
+    """Output row `task` = (f, oh) of conv_forward."""
     maps, channels, kh, kw = weight.shape
     _, oh_count, ow_count, batch = out.shape
+    f, oh = task // oh_count, task % oh_count
     run = ow_count * batch  # one output row, (OW, N): a contiguous run
-    rows = x.reshape(channels, x.shape[1], x.shape[2] * batch)
-    out_rows = out.reshape(maps, oh_count, run)
-    for task in prange(maps * oh_count):  # one output row of one map per iteration
-        f, oh = task // oh_count, task % oh_count
-        total = out_rows[f, oh]
-        for k in range(run):
-            total[k] = bias[f]
-        for c in range(channels):
-            if not connected[f, c]:
-                continue
-            for i in range(kh):
-                row = rows[c, oh * stride_h + i]  # the output row's input pixels start at row[j·N]
-                taps = weight[f, c, i]
-                if kw == FIVE:
-                    add_five_taps(total, row, taps, batch)
-                else:
-                    for j in range(kw):
-                        add_tap(total, row[j * batch : j * batch + run], taps[j])
+    total = out[f, oh].reshape(run)
+    for k in range(run):
+        total[k] = bias[f]
+    for c in range(channels):
+        if not connected[f, c]:
+            continue
+        for i in range(kh):
+            row = x[c, oh * stride_h + i].reshape(-1)  # the output row's input pixels start at row[j·N]
+            taps = weight[f, c, i]
+            if kw == FIVE:
+                add_five_taps(total, row, taps, batch)
+            else:
+                for j in range(kw):
+                    add_tap(total, row[j * batch : j * batch + run], taps[j])
 
 
 @kernel
 def conv_weight_grad(x, dout, connected, stride_h, dweight):
     """dweight[f, c, i, j] = Σ_oh Σ_ow Σ_n dout[f, oh, ow, n] · x[c, oh·SH + i, ow + j, n]."""
-    maps, channels, kh, kw = dweight.shape
+    for task in prange(dweight.shape[0] * dweight.shape[1]):
+        conv_weight_grad_pair(x, dout, connected, stride_h, dweight, np.int64(task))
+
+
+@serial_kernel
+def conv_weight_grad_pair(x, dout, connected, stride_h, dweight, task):
+    """dweight[f, c] for the (output map, input map) pair `task` = (f, c) of conv_weight_grad."""
+    _, channels, kh, kw = dweight.shape
     _, oh_count, ow_count, batch = dout.shape
+    f, c = task // channels, task % channels
     run = ow_count * batch
-    rows = x.reshape(channels, x.shape[1], x.shape[2] * batch)
-    grad_rows = dout.reshape(maps, oh_count, run)
-    for task in prange(maps * channels):  # each thread owns whole (output map, input map) pairs
-        f, c = task // channels, task % channels
-        sums = np.zeros((kh, kw))  # float64: each sums up to 10^6 products
-        if connected[f, c]:
-            for oh in range(oh_count):
-                grad = grad_rows[f, oh]
-                for i in range(kh):
-                    row = rows[c, oh * stride_h + i]
-                    if kw == FIVE:
-                        dot_five_taps(grad, row, batch, sums[i])
-                    else:
-                        for j in range(kw):
-                            sums[i, j] += dot(grad, row[j * batch : j * batch + run])
-        for i in range(kh):
-            for j in range(kw):
-                dweight[f, c, i, j] = sums[i, j]
+    sums = np.zeros((kh, kw))  # float64: each sums up to 10^6 products
+    if connected[f, c]:
+        for oh in range(oh_count):
+            grad = dout[f, oh].reshape(run)
+            for i in range(kh):
+                row = x[c, oh * stride_h + i].reshape(-1)
+                if kw == FIVE:
+                    dot_five_taps(grad, row, batch, sums[i])
+                else:
+                    for j in range(kw):
+                        sums[i, j] += dot(grad, row[j * batch : j * batch + run])
+    for i in range(kh):
+        for j in range(kw):
+            dweight[f, c, i, j] = sums[i, j]
 
 
 @kernel
@@ -104,28 +116,33 @@ def conv_input_grad(dout, weight, connected, stride_h, dx):
     oh, ow, i, j; dx (C, H, W, N) padded, overwritten. `dout` comes with KW − 1 zero columns
     on each side of every row (`pad_rows`), so each of dx's rows is a sum of whole shifted
     rows of it: no edge cases in the innermost loop."""
-    maps, channels, kh, kw = weight.shape
+    for c in prange(dx.shape[0]):  # each task owns a whole input map: its adds never collide
+        conv_input_grad_map(dout, weight, connected, stride_h, dx, np.int64(c))
+
+
+@serial_kernel
+def conv_input_grad_map(dout, weight, connected, stride_h, dx, c):
+    """dx[c], input map c of conv_input_grad."""
+    maps, _, kh, kw = weight.shape
     oh_count, batch = dout.shape[1], dx.shape[3]
     width = dx.shape[2] * batch
-    rows = dx.reshape(channels, dx.shape[1], width)
-    for c in prange(channels):  # each thread owns whole input maps: its adds never collide
-        rows[c] = 0
-        for f in range(maps):
-            if not connected[f, c]:
-                continue
-            for oh in range(oh_count):
-                grad = dout[f, oh]
-                for i in range(kh):
-                    # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the
-                    # padded row, grad[(KW − 1 − j)·N + k] for its k-th value.
-                    target = rows[c, oh * stride_h + i]
-                    taps = weight[f, c, i]
-                    if kw == FIVE:
-                        add_five_shifted(target, grad, taps, batch)
-                    else:
-                        for j in range(kw):
-                            start = (kw - 1 - j) * batch
-                            add_tap(target, grad[start : start + width], taps[j])
+    dx[c] = 0
+    for f in range(maps):
+        if not connected[f, c]:
+            continue
+        for oh in range(oh_count):
+            grad = dout[f, oh]
+            for i in range(kh):
+                # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the padded
+                # row, grad[(KW − 1 − j)·N + k] for its k-th value.
+                target = dx[c, oh * stride_h + i].reshape(width)
+                taps = weight[f, c, i]
+                if kw == FIVE:
+                    add_five_shifted(target, grad, taps, batch)
+                else:
+                    for j in range(kw):
+                        start = (kw - 1 - j) * batch
+                        add_tap(target, grad[start : start + width], taps[j])
 
 
 def pad_rows(dout, kw):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..fusion import NormPoolReLU
 from ..pooling import check_pool_input
-from .jit import inline, kernel, prange
+from .jit import inline, kernel, prange, serial_kernel
 from .pooling import OFFSET, window_maximum
 
 
@@ -27,32 +27,40 @@ def norm_pool_relu_forward(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu
                            out, first_max, normalised, mean, inv_std, var):
     """x (C, H, W, N) -> out, first_max and the normalised maxima (C, OH, OW, N); the batch
     mean, 1/σ and biased variance of each channel."""
-    channels, height, _, _ = x.shape
+    for c in prange(x.shape[0]):  # one channel per task (see conv.py: a loop, and its task's work)
+        norm_pool_relu_forward_channel(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu,
+                                       out, first_max, normalised, mean, inv_std, var, np.int64(c))
+
+
+@serial_kernel
+def norm_pool_relu_forward_channel(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu,
+                                   out, first_max, normalised, mean, inv_std, var, c):
+    """Channel c of norm_pool_relu_forward."""
+    height = x.shape[1]
     _, oh_count, ow_count, batch = out.shape
     count = x[0].size
-    for c in prange(channels):
-        total = 0.0
-        for h in range(height):
-            total += row_sum(x[c, h].reshape(-1))
-        channel_mean = total / count
-        squares = 0.0
-        for h in range(height):
-            squares += row_squared_deviations(x[c, h].reshape(-1), x.dtype.type(channel_mean))
-        channel_var = squares / count
-        mean[c], var[c] = channel_mean, channel_var
-        inv_std[c] = 1.0 / math.sqrt(channel_var + eps)
-        # y = (x − μ)·(1/σ)·γ + β, in the dtype of x, in the reference's order of operations
-        m, s, g, b = x.dtype.type(channel_mean), inv_std[c], gamma[c], beta[c]
-        for oh in range(oh_count):
-            for ow in range(ow_count):
-                best = normalised[c, oh, ow]
-                window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, best, first_max[c, oh, ow])
-                result = out[c, oh, ow]
-                for n in range(batch):
-                    z = (best[n] - m) * s
-                    best[n] = z
-                    y = z * g + b
-                    result[n] = max(y, 0) if relu and y == y else y
+    total = 0.0
+    for h in range(height):
+        total += row_sum(x[c, h].reshape(-1))
+    channel_mean = total / count
+    squares = 0.0
+    for h in range(height):
+        squares += row_squared_deviations(x[c, h].reshape(-1), x.dtype.type(channel_mean))
+    channel_var = squares / count
+    mean[c], var[c] = channel_mean, channel_var
+    inv_std[c] = 1.0 / math.sqrt(channel_var + eps)
+    # y = (x − μ)·(1/σ)·γ + β, in the dtype of x, in the reference's order of operations
+    m, s, g, b = x.dtype.type(channel_mean), inv_std[c], gamma[c], beta[c]
+    for oh in range(oh_count):
+        for ow in range(ow_count):
+            best = normalised[c, oh, ow]
+            window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, best, first_max[c, oh, ow])
+            result = out[c, oh, ow]
+            for n in range(batch):
+                z = (best[n] - m) * s
+                best[n] = z
+                y = z * g + b
+                result[n] = max(y, 0) if relu and y == y else y
 
 
 @inline
@@ -78,38 +86,46 @@ def row_squared_deviations(values, mean):
 def norm_pool_relu_backward(dout, out, relu, first_max, normalised, x, mean, inv_std, gamma, count,
                             kh, kw, stride_h, stride_w, dx, dgamma, dbeta):
     """dx (C, H, W, N), overwritten; dgamma and dbeta (C,) of this batch."""
-    channels, oh_count, ow_count, batch = dout.shape
+    for c in prange(dout.shape[0]):
+        norm_pool_relu_backward_channel(dout, out, relu, first_max, normalised, x, mean, inv_std, gamma, count,
+                                        kh, kw, stride_h, stride_w, dx, dgamma, dbeta, np.int64(c))
+
+
+@serial_kernel
+def norm_pool_relu_backward_channel(dout, out, relu, first_max, normalised, x, mean, inv_std, gamma, count,
+                                    kh, kw, stride_h, stride_w, dx, dgamma, dbeta, c):
+    """Channel c of norm_pool_relu_backward."""
+    _, oh_count, ow_count, batch = dout.shape
     zero = dout.dtype.type(0)
-    for c in prange(channels):
-        # dβ and dγ over the pooled positions: the gradient is zero everywhere else.
-        beta_total, gamma_total = 0.0, 0.0
-        for oh in range(oh_count):
-            grad, kept, xhat = dout[c, oh].reshape(-1), out[c, oh].reshape(-1), normalised[c, oh].reshape(-1)
-            beta_part, gamma_part = zero, zero
-            for k in range(grad.shape[0]):
-                g = grad[k] if (not relu or kept[k] > 0) else zero
-                beta_part += g
-                gamma_part += g * xhat[k]
-            beta_total += beta_part
-            gamma_total += gamma_part
-        dbeta[c], dgamma[c] = beta_total, gamma_total
-        a = gamma[c] * inv_std[c]
-        slope = -a * inv_std[c] * dgamma[c] / count
-        shift = -a * dbeta[c] / count - slope * mean[c]
-        source, target = x[c].reshape(-1), dx[c].reshape(-1)
-        for k in range(source.shape[0]):
-            target[k] = source[k] * slope + shift
-        for oh in range(oh_count):
-            for ow in range(ow_count):
-                grad, kept, where = dout[c, oh, ow], out[c, oh, ow], first_max[c, oh, ow]
-                for i in range(kh):
-                    for j in range(kw):
-                        offset = OFFSET(i * kw + j)
-                        pixel = dx[c, oh * stride_h + i, ow * stride_w + j]
-                        for n in range(batch):
-                            # a select, not a branch, so that the loop vectorises
-                            hit = (where[n] == offset) & ((not relu) | (kept[n] > 0))
-                            pixel[n] += a * grad[n] if hit else zero
+    # dβ and dγ over the pooled positions: the gradient is zero everywhere else.
+    beta_total, gamma_total = 0.0, 0.0
+    for oh in range(oh_count):
+        grad, kept, xhat = dout[c, oh].reshape(-1), out[c, oh].reshape(-1), normalised[c, oh].reshape(-1)
+        beta_part, gamma_part = zero, zero
+        for k in range(grad.shape[0]):
+            g = grad[k] if (not relu or kept[k] > 0) else zero
+            beta_part += g
+            gamma_part += g * xhat[k]
+        beta_total += beta_part
+        gamma_total += gamma_part
+    dbeta[c], dgamma[c] = beta_total, gamma_total
+    a = gamma[c] * inv_std[c]
+    slope = -a * inv_std[c] * dgamma[c] / count
+    shift = -a * dbeta[c] / count - slope * mean[c]
+    source, target = x[c].reshape(-1), dx[c].reshape(-1)
+    for k in range(source.shape[0]):
+        target[k] = source[k] * slope + shift
+    for oh in range(oh_count):
+        for ow in range(ow_count):
+            grad, kept, where = dout[c, oh, ow], out[c, oh, ow], first_max[c, oh, ow]
+            for i in range(kh):
+                for j in range(kw):
+                    offset = OFFSET(i * kw + j)
+                    pixel = dx[c, oh * stride_h + i, ow * stride_w + j]
+                    for n in range(batch):
+                        # a select, not a branch, so that the loop vectorises
+                        hit = (where[n] == offset) & ((not relu) | (kept[n] > 0))
+                        pixel[n] += a * grad[n] if hit else zero
 
 
 class CompiledNormPoolReLU(NormPoolReLU):

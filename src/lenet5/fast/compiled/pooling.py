@@ -12,7 +12,7 @@ import numpy as np
 
 from ..pooling import AvgPoolStep, MaxPoolStep, SubsamplingStep, check_pool_input
 from ..windows import pad_spatial, unpad_spatial
-from .jit import inline, kernel, prange
+from .jit import inline, kernel, prange, serial_kernel
 
 # The offset of each window's first maximum is kept as an int32, not a byte: with a byte
 # the maximum's loop would not vectorise (measured, C1's pooling at batch 64: 1.23 ms
@@ -49,30 +49,39 @@ def window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, best, where):
 def max_pool_forward(x, kh, kw, stride_h, stride_w, out, first_max):
     """out[c, oh, ow, n] = max over the window of x (C, H, W, N); first_max (OFFSET, same
     shape as out) the offset of its first maximum (`window_maximum`)."""
-    channels, oh_count, ow_count, _ = out.shape
-    for c in prange(channels):
-        for oh in range(oh_count):
-            for ow in range(ow_count):
-                window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, out[c, oh, ow], first_max[c, oh, ow])
+    for c in prange(out.shape[0]):  # one map per task (see conv.py: a loop, and its task's work)
+        max_pool_forward_map(x, kh, kw, stride_h, stride_w, out, first_max, np.int64(c))
+
+
+@serial_kernel
+def max_pool_forward_map(x, kh, kw, stride_h, stride_w, out, first_max, c):
+    for oh in range(out.shape[1]):
+        for ow in range(out.shape[2]):
+            window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, out[c, oh, ow], first_max[c, oh, ow])
 
 
 @kernel
 def max_pool_backward(dout, first_max, kh, kw, stride_h, stride_w, dx):
     """dx (C, H, W, N), overwritten: each window's gradient at its first maximum."""
-    channels, oh_count, ow_count, batch = dout.shape
-    for c in prange(channels):
-        dx[c] = 0
-        for oh in range(oh_count):
-            for ow in range(ow_count):
-                grad = dout[c, oh, ow]
-                where = first_max[c, oh, ow]
-                for i in range(kh):
-                    for j in range(kw):
-                        offset = i * kw + j
-                        target = dx[c, oh * stride_h + i, ow * stride_w + j]
-                        for n in range(batch):
-                            if where[n] == offset:
-                                target[n] += grad[n]
+    for c in prange(dout.shape[0]):
+        max_pool_backward_map(dout, first_max, kh, kw, stride_h, stride_w, dx, np.int64(c))
+
+
+@serial_kernel
+def max_pool_backward_map(dout, first_max, kh, kw, stride_h, stride_w, dx, c):
+    _, oh_count, ow_count, batch = dout.shape
+    zero = dout.dtype.type(0)
+    dx[c] = 0
+    for oh in range(oh_count):
+        for ow in range(ow_count):
+            grad = dout[c, oh, ow]
+            where = first_max[c, oh, ow]
+            for i in range(kh):
+                for j in range(kw):
+                    offset = OFFSET(i * kw + j)
+                    target = dx[c, oh * stride_h + i, ow * stride_w + j]
+                    for n in range(batch):
+                        target[n] += grad[n] if where[n] == offset else zero  # a select: it vectorises
 
 
 @kernel
