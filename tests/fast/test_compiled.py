@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 
@@ -53,6 +54,8 @@ def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kern
                                                             masked, direct, dtype, monkeypatch):
     if direct:
         stride = (stride[0], 1)  # the direct loops run along rows: a horizontal stride of 1
+        # ... of outputs at least as wide as the kernel
+        shape = shape[:3] + (max(shape[3], 2 * kernel[1] - 1 - 2 * padding[1]),)
     rng = np.random.default_rng(7)
     table = (rng.random((maps, channels)) < 0.6) if masked else None
     if table is not None:
@@ -83,6 +86,14 @@ def test_each_layer_takes_the_path_measured_for_it_whatever_the_batch(layer, dir
     for batch in (1, 4, 64):
         step.forward(np.zeros((layer.in_channels, 16, 16, batch), np.float32))
         assert step._cache[2] is direct
+
+
+def test_an_output_narrower_than_the_kernel_takes_blas():
+    step = CompiledConvStep(ln.Conv2D(16, 120, 5))  # C5: 5x5 maps in, one pixel out
+    step.forward(np.zeros((16, 5, 5, 8), np.float32))
+    assert step._cache[2] is False
+    step.forward(np.zeros((16, 9, 9, 8), np.float32))  # 5 pixels out: as wide as the kernel
+    assert step._cache[2] is True
 
 
 def pool_cases():
@@ -280,3 +291,21 @@ def test_compiled_code_is_cached_in_the_users_cache_where_the_package_cannot_hol
     assert hits == [0, 1]  # compiled by the first process, loaded by the second
     cached = sorted(path.name for path in cache_home.rglob("*") if path.suffix in (".nbi", ".nbc"))
     assert any(name.startswith("conv.channel_sums") for name in cached), cached
+
+
+@pytest.mark.parametrize("layer", [ln.Sigmoid(), ln.Tanh(), ln.ScaledTanh()], ids=["sigmoid", "tanh", "scaled-tanh"])
+@DTYPES
+def test_activations_split_over_the_threads_compute_the_reference_layer(layer, dtype, monkeypatch):
+    from lenet5.fast import threads as threads_module
+
+    monkeypatch.setattr(threads_module, "SPLIT_FROM", 2)  # split even a small batch
+    pool = threads_module._pool()
+    submitted = []
+    monkeypatch.setattr(pool, "submit", lambda function, *pieces, submit=pool.submit:
+                        submitted.append(len(pieces[0])) or submit(function, *pieces))
+    (step,) = FastModel(layer, backend="compiled").steps
+    assert type(step).__module__ == "lenet5.fast.compiled.elementwise"
+    with jit.threads(3):
+        assert_step_matches_layer(step, layer, np.random.default_rng(4).standard_normal((5, 3, 7, 6)), dtype)
+    if numba.config.NUMBA_NUM_THREADS > 1:  # a one-core machine has no second thread to give
+        assert submitted  # the passes did run in pieces on the pool's threads

@@ -1,13 +1,14 @@
 """The compiled CPU backend: Numba kernels over the batch-last layout, threaded inside each kernel.
 
-    conv.py       Conv2D: the seven loops of a convolution (shallow layers), chunks of the
+    conv.py       Conv2D: the seven loops of a convolution (5-wide and shallow layers), chunks of the
                   column matrix and BLAS inside the kernels, and col2im (deep ones)
     pooling.py    MaxPool2D, AvgPool2D, Subsampling
     fusion.py     BatchNorm2D → MaxPool2D → ReLU as one kernel each way
+    elementwise.py  Sigmoid, Tanh, ScaledTanh: NumPy's passes split over the threads
     jit.py        how kernels are compiled and cached, and why results do not depend on
                   the thread count
 
-Dense layers, BatchNorm1D, Dropout and the activations keep the NumPy steps: BLAS and one
+Dense layers, BatchNorm1D, Dropout and ReLU keep the NumPy steps: BLAS and one
 NumPy pass each already run them near the memory's speed (benchmarks/bench.py).
 """
 
@@ -30,9 +31,10 @@ def steps():
     → MaxPool2D → ReLU step); the rest of `lenet5.fast.backends.NUMPY`'s table stays. Needs Numba."""
     import scipy.linalg.cython_blas  # noqa: F401  (loaded now, so that the thread limits below see it)
 
-    from ...nn import AvgPool2D, Conv2D, MaxPool2D, Subsampling
+    from ...nn import AvgPool2D, Conv2D, MaxPool2D, ScaledTanh, Sigmoid, Subsampling, Tanh
     from ..threads import rescan_libraries
     from .conv import CompiledConvStep
+    from .elementwise import ThreadedScaledTanhStep, ThreadedSigmoidStep, ThreadedTanhStep
     from .fusion import CompiledNormPoolReLU
     from .pooling import CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep
 
@@ -41,5 +43,6 @@ def steps():
     # 2.2 times as slow on two threads as on one).
     rescan_libraries()
     replaced = {Conv2D: CompiledConvStep, MaxPool2D: CompiledMaxPoolStep, AvgPool2D: CompiledAvgPoolStep,
-                Subsampling: CompiledSubsamplingStep}
+                Subsampling: CompiledSubsamplingStep, Sigmoid: ThreadedSigmoidStep, Tanh: ThreadedTanhStep,
+                ScaledTanh: ThreadedScaledTanhStep}
     return replaced, CompiledNormPoolReLU
