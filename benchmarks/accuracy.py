@@ -55,6 +55,8 @@ ROWS.update({
     "lenet5-1998": ("lenet5-1998", ["--track-test"]),
     "lenet5-1998+affine": ("lenet5-1998", ["--track-test", "--augment", "affine"]),
     "lenet5-1998-per-pattern": ("lenet5-1998", ["--track-test", "--batch-size", "1"]),
+    # The paper's other criterion (§III-B): MLE, the correct class's penalty alone.
+    "lenet5-1998-mle": ("lenet5-1998", ["--track-test", "--loss", "mle"]),
 })
 SEEDED_ROWS = {name: (0, 1, 2) for name in ("lenet5-1998", "lenet5-1998+affine", "lenet5-1998-per-pattern")}
 
@@ -70,7 +72,7 @@ def _check_settings(run_dir: Path, model: str, seed: int, extra: list[str]) -> l
     (`--track-test` aside: it only evaluates)."""
     from dataclasses import asdict
 
-    from lenet5.cli.commands import RUN_SETTINGS
+    from lenet5.cli.train import RUN_SETTINGS
     from lenet5.cli.main import build_parser
     from lenet5.training.recipe import TrainConfig
 
