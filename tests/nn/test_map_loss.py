@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lenet5.nn import MAPLoss, numerical_gradient, rel_error
+from lenet5.nn import MAPLoss, MLELoss, numerical_gradient, rel_error
 
 from .torch_twins import DTYPES, assert_close, map_loss_twin
 from .test_loss import labels_of
@@ -141,9 +141,10 @@ def test_j_sets_how_much_the_rubbish_class_competes():
     (np.zeros((2, 3)), np.zeros((2, 4)), r"labels must be shape \(2,\) or \(2, 3\), found \(2, 4\)"),
 ])
 @pytest.mark.parametrize("method", ["value_and_grad", "curvature"])
-def test_bad_labels_or_logits_are_refused_with_the_shapes_named(logits, labels, message, method):
-    with pytest.raises(ValueError, match="MAPLoss: " + message):
-        getattr(MAPLoss(), method)(logits, labels)
+@pytest.mark.parametrize("loss", [MAPLoss(), MLELoss()], ids=["map", "mle"])
+def test_bad_labels_or_logits_are_refused_by_both_criteria_with_the_shapes_named(logits, labels, message, method, loss):
+    with pytest.raises(ValueError, match=f"{type(loss).__name__}: " + message):
+        getattr(loss, method)(logits, labels)
 
 
 def test_bad_j_and_backward_before_a_value_are_errors():

@@ -141,8 +141,9 @@ def conv_input_grad_map(dout, weight, connected, stride_h, dx, c):
                 taps = weight[f, c, i]
                 if kw == FIVE:
                     # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the
-                    # padded row, grad[(KW − 1 − j)·N + k] for its k-th value.
-                    add_five_shifted(target, grad, taps, batch)
+                    # padded row, grad[(KW − 1 − j)·N + k] for its k-th value, which is
+                    # add_five_taps with the taps reversed.
+                    add_five_taps(target, grad, taps[::-1], batch)
                 else:  # a pass per tap, over the unpadded row
                     for j in range(kw):
                         add_tap(target[j * batch : j * batch + run], grad[edge : edge + run], taps[j])
@@ -180,17 +181,6 @@ def add_five_taps(total, row, taps, batch):
     r3, r4 = row[3 * batch : 3 * batch + run], row[4 * batch : 4 * batch + run]
     for k in range(run):
         total[k] += w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k] + w4 * r4[k]
-
-
-@inline
-def add_five_shifted(target, grad, taps, batch):
-    """target[k] += Σ_j taps[j] · grad[(4 − j)·N + k], j < 5: add_five_taps with the taps reversed."""
-    w0, w1, w2, w3, w4 = taps[4], taps[3], taps[2], taps[1], taps[0]
-    run = target.shape[0]
-    r0, r1, r2 = grad[0:run], grad[batch : batch + run], grad[2 * batch : 2 * batch + run]
-    r3, r4 = grad[3 * batch : 3 * batch + run], grad[4 * batch : 4 * batch + run]
-    for k in range(run):
-        target[k] += w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k] + w4 * r4[k]
 
 
 @inline
