@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lenet5.export.int8 import INT8_MAX, Int8Model, QuantParams, integer_product, per_channel_weights
+from lenet5.export.int8 import WEIGHT_MAX, Int8Model, QuantParams, integer_product, per_channel_weights
 from lenet5.export.ops import inference_ops
 from lenet5.zoo.models import MODELS
 
@@ -27,7 +27,7 @@ def test_weights_are_symmetric_per_output_channel():
     weight = rng.normal(0, 1, (8, 3, 5, 5)).astype(np.float32) * np.arange(1, 9)[:, None, None, None]
     codes, scales = per_channel_weights(weight)
     assert codes.dtype == np.int8 and scales.shape == (8,)
-    assert (np.abs(codes).reshape(8, -1).max(axis=1) == INT8_MAX).all()  # each channel's peak is ±127
+    assert (np.abs(codes).reshape(8, -1).max(axis=1) == WEIGHT_MAX).all()  # each channel's peak is ±64 (7 bits)
     error = np.abs(codes * scales[:, None, None, None] - weight)
     assert (error <= scales[:, None, None, None] * 0.5001).all()
 

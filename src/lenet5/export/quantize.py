@@ -2,8 +2,9 @@
 
     quant_pre_process  shape inference and graph clean-up, as onnxruntime recommends first
     quantize_static    QDQ format: QuantizeLinear/DequantizeLinear pairs around each quantized
-                       operator; weights int8 symmetric per output channel, activations int8
-                       per tensor with min/max ranges from calibration images
+                       operator; weights int8 symmetric per output channel in 7 bits
+                       (`reduce_range`: see `int8.WEIGHT_MAX`), activations int8 per tensor
+                       with min/max ranges from calibration images
 
 The calibration images are raw pixels, like the graph's input: a few hundred training
 images, drawn with a fixed seed so the same run always gives the same int8 model.
@@ -72,7 +73,7 @@ def quantize_int8(float_model, calibration_pixels: np.ndarray) -> bytes:
             quant_pre_process(str(folder / "float.onnx"), str(folder / "prepared.onnx"))
             quantize_static(str(folder / "prepared.onnx"), str(folder / "int8.onnx"), PixelBatches(),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8)
+                            weight_type=QuantType.QInt8, reduce_range=True)  # 7-bit weights: int8.WEIGHT_MAX
         except Exception as error:  # the tools raise many kinds; none should reach the user as a traceback
             raise ExportError(f"onnxruntime could not quantize the model: {type(error).__name__}: "
                               f"{' '.join(str(error).split())[:300]}") from None
