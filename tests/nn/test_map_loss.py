@@ -39,17 +39,13 @@ def as_rows(labels, classes, dtype=np.float64):
     return np.eye(classes, dtype=dtype)[labels] if labels.ndim == 1 else labels.astype(dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("batch, classes, scale, j", loss_configs())
-def test_value_and_gradient_match_torch(batch, classes, scale, j, kind, dtype):
-    rng = np.random.default_rng(batch * 100 + classes)
-    logits = penalty_logits(batch, classes, scale, rng, dtype)
-    labels = labels_of(kind, batch, classes, rng, dtype)
-    loss = MAPLoss(j)
+def assert_matches_twin(loss, twin, logits, labels, dtype):
+    """`loss`'s value and gradient against its PyTorch `twin` (mean over the batch), for both
+    RBF criteria."""
+    batch, classes = logits.shape
     value = loss(logits, labels)
     tl = torch.tensor(logits, requires_grad=True)
-    expected = map_loss_twin(j)(tl, torch.tensor(as_rows(labels, classes, dtype))) / batch
+    expected = twin(tl, torch.tensor(as_rows(labels, classes, dtype))) / batch
     expected.backward()
     assert isinstance(value, float)
     assert_close(value, expected.item(), dtype, "loss")
@@ -57,15 +53,29 @@ def test_value_and_gradient_match_torch(batch, classes, scale, j, kind, dtype):
     assert_close(loss.backward(), tl.grad, dtype, "gradient")
 
 
+def finite_difference_error(loss, logits, labels) -> float:
+    """rel_error between `loss`'s gradient and central differences of its value (float64)."""
+    _, grad = loss.value_and_grad(logits, labels)
+    numeric = numerical_gradient(lambda: loss.value_and_grad(logits, labels)[0], logits, h=1e-5)
+    return rel_error(grad, numeric)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("batch, classes, scale, j", loss_configs())
+def test_value_and_gradient_match_torch(batch, classes, scale, j, kind, dtype):
+    rng = np.random.default_rng(batch * 100 + classes)
+    logits = penalty_logits(batch, classes, scale, rng, dtype)
+    labels = labels_of(kind, batch, classes, rng, dtype)
+    assert_matches_twin(MAPLoss(j), map_loss_twin(j), logits, labels, dtype)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradient_is_the_gradient_of_the_value(kind):
     rng = np.random.default_rng(3)
     logits = penalty_logits(5, 7, 4.0, rng)
     labels = labels_of(kind, 5, 7, rng)
-    loss = MAPLoss(0.5)
-    _, grad = loss.value_and_grad(logits, labels)
-    numeric = numerical_gradient(lambda: loss.value_and_grad(logits, labels)[0], logits, h=1e-5)
-    assert rel_error(grad, numeric) < 1e-8
+    assert finite_difference_error(MAPLoss(0.5), logits, labels) < 1e-8
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -142,7 +152,8 @@ def test_j_sets_how_much_the_rubbish_class_competes():
 ])
 @pytest.mark.parametrize("method", ["value_and_grad", "curvature"])
 @pytest.mark.parametrize("loss", [MAPLoss(), MLELoss()], ids=["map", "mle"])
-def test_bad_labels_or_logits_are_refused_by_both_criteria_with_the_shapes_named(logits, labels, message, method, loss):
+def test_bad_labels_or_logits_are_refused_by_both_criteria_with_the_shapes_named(logits, labels, message, method,
+                                                                               loss):
     with pytest.raises(ValueError, match=f"{type(loss).__name__}: " + message):
         getattr(loss, method)(logits, labels)
 
