@@ -47,10 +47,7 @@ MIN_CHUNK_COLUMNS = 512
 DIRECT_MAX_DEPTH = 32
 
 
-# Each kernel is its parallel loop over tasks and, beside it, the work of one task, compiled
-# once as a serial function: both builds of the kernel (jit.py) run the same machine code
-# for every task, and the parallel build compiles only its loop. The task index is passed
-# as an int64: prange's own is unsigned, which would compile the task's function twice.
+# Each kernel: its parallel loop, and beside it one task's work (why: jit.py).
 @kernel
 def conv_forward(x, weight, bias, connected, stride_h, out):
     """x (C, H, W, N) padded, weight (F, C, KH, KW), bias (F,), connected (F, C) bool

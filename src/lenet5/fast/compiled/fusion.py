@@ -27,7 +27,7 @@ def norm_pool_relu_forward(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu
                            out, first_max, normalised, mean, inv_std, var):
     """x (C, H, W, N) -> out, first_max and the normalised maxima (C, OH, OW, N); the batch
     mean, 1/σ and biased variance of each channel."""
-    for c in prange(x.shape[0]):  # one channel per task (see conv.py: a loop, and its task's work)
+    for c in prange(x.shape[0]):  # one channel per task (a loop, and its task's work: see jit.py)
         norm_pool_relu_forward_channel(x, gamma, beta, eps, kh, kw, stride_h, stride_w, relu,
                                        out, first_max, normalised, mean, inv_std, var, np.int64(c))
 

@@ -5,10 +5,15 @@ for the dtypes it is given (float32 for training, float64 for the tests' 1e-10 c
 
 Why two builds of each kernel: a parallel region costs tens of microseconds to start its
 threads, more than a whole step of LeNet-5 1998 on its batches of 4 patterns; small work
-runs on the serial build. Both builds run the same loops in the same order, and every
-parallel loop hands each output element (or each per-channel sum) to exactly one
-iteration, so no sum is ever split between threads: results are the same bit for bit
-whatever the thread count, and serial and parallel builds agree.
+runs on the serial build. The large kernels (the direct convolutions, max-pooling, the
+fused step) are each written as a parallel loop over tasks and, beside it, the work of one
+task as a `serial_kernel`, compiled once: both builds then run the same machine code for
+every task, and the parallel build compiles only its loop. The loop passes its task index
+as an int64: prange's own is unsigned, which would compile the task's function a second
+time. Both builds run the same loops in the same order, and every parallel loop hands each
+output element (or each per-channel sum) to exactly one iteration, so no sum is ever split
+between threads: results are the same bit for bit whatever the thread count, and serial
+and parallel builds agree.
 
 Why these fastmath flags: `reassoc` and `contract` let LLVM vectorise a reduction (eight
 float32 partial sums in an AVX2 register, added up in a fixed order) and fuse multiply-adds;

@@ -49,7 +49,7 @@ def window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, best, where):
 def max_pool_forward(x, kh, kw, stride_h, stride_w, out, first_max):
     """out[c, oh, ow, n] = max over the window of x (C, H, W, N); first_max (OFFSET, same
     shape as out) the offset of its first maximum (`window_maximum`)."""
-    for c in prange(out.shape[0]):  # one map per task (see conv.py: a loop, and its task's work)
+    for c in prange(out.shape[0]):  # one map per task (a loop, and its task's work: see jit.py)
         max_pool_forward_map(x, kh, kw, stride_h, stride_w, out, first_max, np.int64(c))
 
 
