@@ -4,6 +4,8 @@ resume is bit-identical, the order is fixed), the curvature of its output layer,
 engine's gradients."""
 
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,20 @@ def test_the_codes_are_ten_distinct_7_by_12_bitmaps_of_plus_and_minus_one():
     assert (distances[~np.eye(10, dtype=bool)] > 0).all()
     printed = lecun1998.print_codes(print_fn=None).splitlines()
     assert len(printed) == 13 and printed[0].split() == [str(i) for i in range(10)]
+
+
+# SHA-256 of figure 3's ten digits read off a capture of the printed figure, independently of
+# the numeric list the codes were typed from: `figures/ASCII_set.png` of francotseng/LeNet5 on
+# GitHub (commit 9a156f9), each 7×12 cell's grey level sampled and checked by eye, all 840
+# pixels; written as the codes' 120 rows of "#" (black) and "." joined by newlines, digit 0
+# first. docs/lenet5-1998.md says how it was read.
+FIGURE_3_DIGITS_SHA256 = "657773aa7a78dd3fa682a9c772995c53948bca1691e6410f2ba9b26f3663051e"
+
+
+def test_the_codes_are_figure_3_pixel_for_pixel():
+    rows = ["".join("#" if value > 0 else "." for value in row) for bitmap in lecun1998.code_bitmaps()
+            for row in bitmap]
+    assert hashlib.sha256("\n".join(rows).encode()).hexdigest() == FIGURE_3_DIGITS_SHA256
 
 
 def test_the_output_layer_holds_the_codes_fixed_and_training_leaves_them():

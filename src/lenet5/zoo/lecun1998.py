@@ -16,13 +16,12 @@ instance as `RBF_BITMAP.py` in AlgorithmicIntelligence/quantization_lenet on Git
 data, retyped in our own notation ("#" for +1, "." for −1, one string per row).
 
 Checked here (and in tests/zoo/test_lenet5_1998.py): each code is 12 rows of 7 pixels, every
-value ±1; printed with `print_codes()` each is visibly its digit in a 7-wide terminal-like
-font; the ten are pairwise distinct (Hamming distances 12 to 50 pixels of 84; the closest pair is 6 and 8).
-Not checked: pixel-for-pixel agreement with the printed figure, which we could not view. One
-feature looks like a transcription artefact rather than the font: the codes of 0, 2, 4 and 5
-open with the same bar (`.#####.`) on row 0 above an empty row 1, which the other six lack.
-We keep it, because it is what every published reproduction trained with; a code that differs
-in a few pixels changes only which fixed targets F6 learns to hit, not the method.
+value ±1; the ten are pairwise distinct (Hamming distances 12 to 50 pixels of 84; the closest
+pair is 6 and 8); and all 840 pixels agree with the digits read off a capture of the printed
+figure (`figures/ASCII_set.png` in francotseng/LeNet5 on GitHub), independently of the numeric
+list. That includes the bar (`.#####.`) above an empty row that opens 0, 2, 4 and 5 and that
+the other six lack: it is the figure's, not a transcription artefact. docs/lenet5-1998.md says
+how the figure was read.
 """
 
 from __future__ import annotations
