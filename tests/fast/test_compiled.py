@@ -297,8 +297,9 @@ def test_compiled_code_is_cached_in_the_users_cache_where_the_package_cannot_hol
 @DTYPES
 def test_activations_split_over_the_threads_compute_the_reference_layer(layer, dtype, monkeypatch):
     from lenet5.fast import threads as threads_module
+    from lenet5.fast.compiled import elementwise
 
-    monkeypatch.setattr(threads_module, "SPLIT_FROM", 2)  # split even a small batch
+    monkeypatch.setattr(elementwise, "SPLIT_FROM", 2)  # split even a small batch
     pool = threads_module._pool()
     submitted = []
     monkeypatch.setattr(pool, "submit", lambda function, *pieces, submit=pool.submit:
@@ -309,3 +310,17 @@ def test_activations_split_over_the_threads_compute_the_reference_layer(layer, d
         assert_step_matches_layer(step, layer, np.random.default_rng(4).standard_normal((5, 3, 7, 6)), dtype)
     if numba.config.NUMBA_NUM_THREADS > 1:  # a one-core machine has no second thread to give
         assert submitted  # the passes did run in pieces on the pool's threads
+
+
+def test_the_compiled_float32_tanh_is_within_five_ulps_of_the_exact_one():
+    from lenet5.fast.compiled.elementwise import tanh_forward
+
+    x = np.concatenate([np.linspace(-12, 12, 1_000_001), np.logspace(-30, 1.2, 20_001)]).astype(np.float32)
+    found = np.empty_like(x)
+    tanh_forward(x, found)
+    exact = np.tanh(x.astype(np.float64))
+    ulps = np.abs(found - exact) / np.spacing(np.abs(exact).astype(np.float32))
+    assert ulps.max() <= 5.5
+    assert np.abs(found).max() <= 1  # so 1 − tanh², the backward pass's factor, is never negative
+    grid = found[:1_000_001]
+    assert np.array_equal(grid, -grid[::-1])  # odd, as tanh is

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lenet5.fast import FastModel
 from lenet5.errors import Lenet5Error
+from lenet5.fast import FastModel
 from lenet5.nn import RBF, SDLM, MAPLoss, MLELoss, SoftmaxCrossEntropy, estimate_curvature
 from lenet5.nn.sequential import layer_connections, trainable_count
 from lenet5.training.checkpoint import Checkpoint

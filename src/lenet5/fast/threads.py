@@ -46,17 +46,13 @@ def rescan_libraries() -> None:
     _controller.cache_clear()
 
 
-# Below this many values a pass runs whole on the calling thread: handing half of it to
-# another thread costs about 40 µs (measured), what NumPy's tanh takes for 40,000 values.
-SPLIT_FROM = 100_000
-
-
-def in_parts(function, arrays, parts: int) -> None:
+def in_parts(function, arrays, parts: int, split_from: int) -> None:
     """function(*pieces) on `parts` contiguous pieces of the flat, equally long `arrays` at once:
-    the calling thread runs the first, a pool's threads the others. For NumPy passes, which
-    release the GIL; element by element, so the result does not depend on `parts`."""
+    the calling thread runs the first, a pool's threads the others; each piece holds at least
+    `split_from` / 2 values. For NumPy passes and compiled kernels, which release the GIL;
+    element by element, so the result does not depend on `parts`."""
     size = arrays[0].shape[0]
-    parts = max(1, min(parts, size // (SPLIT_FROM // 2)))
+    parts = max(1, min(parts, size // (split_from // 2)))
     if parts == 1:
         function(*arrays)
         return

@@ -4,7 +4,7 @@
                   column matrix and BLAS inside the kernels, and col2im (deep ones)
     pooling.py    MaxPool2D, AvgPool2D, Subsampling
     fusion.py     BatchNorm2D → MaxPool2D → ReLU as one kernel each way
-    elementwise.py  Sigmoid, Tanh, ScaledTanh: NumPy's passes split over the threads
+    elementwise.py  Sigmoid, Tanh, ScaledTanh: a rational tanh whose loop vectorises
     jit.py        how kernels are compiled and cached, and why results do not depend on
                   the thread count
 
@@ -34,7 +34,7 @@ def steps():
     from ...nn import AvgPool2D, Conv2D, MaxPool2D, ScaledTanh, Sigmoid, Subsampling, Tanh
     from ..threads import rescan_libraries
     from .conv import CompiledConvStep
-    from .elementwise import ThreadedScaledTanhStep, ThreadedSigmoidStep, ThreadedTanhStep
+    from .elementwise import CompiledScaledTanhStep, CompiledSigmoidStep, CompiledTanhStep
     from .fusion import CompiledNormPoolReLU
     from .pooling import CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep
 
@@ -43,6 +43,6 @@ def steps():
     # 2.2 times as slow on two threads as on one).
     rescan_libraries()
     replaced = {Conv2D: CompiledConvStep, MaxPool2D: CompiledMaxPoolStep, AvgPool2D: CompiledAvgPoolStep,
-                Subsampling: CompiledSubsamplingStep, Sigmoid: ThreadedSigmoidStep, Tanh: ThreadedTanhStep,
-                ScaledTanh: ThreadedScaledTanhStep}
+                Subsampling: CompiledSubsamplingStep, Sigmoid: CompiledSigmoidStep, Tanh: CompiledTanhStep,
+                ScaledTanh: CompiledScaledTanhStep}
     return replaced, CompiledNormPoolReLU
