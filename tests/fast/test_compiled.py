@@ -16,7 +16,7 @@ from lenet5 import nn as ln
 from lenet5.fast import FastModel, backends as backend_table, compiled
 from lenet5.fast.compiled import conv as compiled_conv, jit
 from lenet5.fast.compiled.conv import CompiledConvStep
-from lenet5.fast.compiled.fusion import CompiledNormPoolReLU
+from lenet5.fast.compiled.fusion import CompiledConvPoolReLU, CompiledNormPoolReLU
 from lenet5.fast.step import ReferenceStep
 from lenet5.zoo.models import MODELS, build_model
 
@@ -183,6 +183,37 @@ def test_every_zoo_model_trains_and_predicts_through_the_compiled_kernels_as_the
 def test_lenet5_trains_on_the_fused_compiled_kernel():
     fast = FastModel(build_model("lenet5"), backend="compiled")
     assert sum(isinstance(step, CompiledNormPoolReLU) for step in fast.training_steps()) == 2
+
+
+@pytest.mark.parametrize("name, fused_blocks", [("lenet5", 2), ("relu", 2), ("lenet5-wide", 2), ("classic", 0)])
+def test_predictions_run_conv_pool_relu_as_one_step_with_the_steps_values(name, fused_blocks):
+    model = build_model(name, seed=3)
+    x = np.random.default_rng(5).standard_normal((7,) + MODELS[name].input_shape).astype(np.float32)
+    fast, unfused = FastModel(model, backend="compiled"), FastModel(model, backend="compiled", fused=False)
+    with jit.threads(2):
+        steps = fast.eval().inference_steps()
+        assert sum(isinstance(step, CompiledConvPoolReLU) for step in steps) == fused_blocks
+        # The same kernels' arithmetic, in the same order: the same bits as the steps one by one.
+        assert np.array_equal(fast.predict_logits(x), unfused.predict_logits(x))
+    model.to(np.float64)
+    x = x.astype(np.float64)
+    np.testing.assert_allclose(fast.predict_logits(x), model.eval().forward(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])
+def test_the_fused_prediction_step_keeps_nans_and_negative_maxima_as_the_steps_do(relu):
+    rng = np.random.default_rng(6)
+    layers = [ln.Conv2D(2, 3, 5, rng=rng), ln.MaxPool2D(2)] + ([ln.ReLU()] if relu else [])
+    model = ln.Sequential(*layers).eval()
+    layers[0].bias.value[:] = -4  # most window maxima negative, for the ReLU to clip
+    x = rng.standard_normal((3, 2, 10, 9)).astype(np.float32)
+    x[0, 0, 2, 3] = np.nan  # poisons the windows of the conv outputs it reaches
+    fast = FastModel(model, backend="compiled")
+    assert isinstance(fast.inference_steps()[0], CompiledConvPoolReLU)
+    found, expected = fast.predict_logits(x), model.forward(x)
+    assert np.array_equal(np.isnan(found), np.isnan(expected)) and np.isnan(found).any()
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+    assert (found[~np.isnan(found)] < 0).any() != relu
 
 
 # The script a fresh interpreter runs: Numba fixes its thread pool at start (NUMBA_NUM_THREADS),

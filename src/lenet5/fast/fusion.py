@@ -31,9 +31,10 @@ from .windows import input_slice, window_view
 
 
 def fuse(steps, fused_kind=None) -> list:
-    """`steps` as a training pass runs them: each BatchNorm2D → MaxPool2D pair (with a ReLU
-    after it, if there is one) becomes one `fused_kind` step (a backend's; `NormPoolReLU`
-    by default); everything else is itself."""
+    """`steps` with each pair that `fused_kind.fusible` accepts (and the ReLU after it, if there
+    is one) run as one `fused_kind` step; everything else is itself. `fused_kind` is a
+    backend's: `NormPoolReLU` (BatchNorm2D → MaxPool2D) by default, as a training pass runs
+    them, or the compiled backend's Conv2D → MaxPool2D step for predictions."""
     fused_kind = fused_kind or NormPoolReLU
 
     def at(position):

@@ -16,7 +16,8 @@ NumPy one otherwise or when asked for.
 Each speed-up can be switched off, which is how the optimisation ladder in
 `benchmarks/bench.py` measures what each one is worth and how the tests check each against
 the reference engine: `blocked` (cache-sized blocks of the convolution's column matrix),
-`fused` (BatchNorm2D → MaxPool2D → ReLU as one training step, fusion.py) and `plan` (the
+`fused` (BatchNorm2D → MaxPool2D → ReLU as one training step, fusion.py; with `plan`, on the
+compiled backend, Conv2D → MaxPool2D → ReLU as one prediction step too) and `plan` (the
 folded inference plan for predictions, plan.py). The batch-last layout itself is always on.
 """
 
@@ -138,8 +139,7 @@ class FastModel(Predicting):
         two threads, 2026-12-06). The model's modes are put back after: training may go on.
         """
         with evaluating(self.model), self._threads():
-            layers = leaf_layers(self.model)
-            steps = [self.compile(layer) for layer in inference_layers(layers)] if self.plan else self.steps
+            steps = self.inference_steps()
             chunks = []
             for start in range(0, len(x), batch_size):
                 h = np.ascontiguousarray(to_batch_last(as_float(x[start : start + batch_size])))
@@ -147,6 +147,16 @@ class FastModel(Predicting):
                     h = step.forward(h)
                 chunks.append(np.array(to_batch_first(h)))
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+    def inference_steps(self) -> list:
+        """The steps a prediction runs, from the current weights (call it in eval mode): with
+        `plan`, those of the folded inference plan, fused where the backend fuses them."""
+        if not self.plan:
+            return self.steps
+        steps = [self.compile(layer) for layer in inference_layers(leaf_layers(self.model))]
+        if self.fused and self.backend.conv_pool_relu is not None:
+            steps = fuse(steps, self.backend.conv_pool_relu)
+        return steps
 
     # -- what a trainer needs of it ---------------------------------------------------------
     def parameters(self):

@@ -52,19 +52,18 @@ DIRECT_MAX_DEPTH = 32
 def conv_forward(x, weight, bias, connected, stride_h, out):
     """x (C, H, W, N) padded, weight (F, C, KH, KW), bias (F,), connected (F, C) bool
     -> out (F, OH, OW, N); horizontal stride 1."""
-    for task in prange(out.shape[0] * out.shape[1]):
-        conv_forward_row(x, weight, bias, connected, stride_h, out, np.int64(task))
+    oh_count = out.shape[1]
+    for task in prange(out.shape[0] * oh_count):
+        f, oh = np.int64(task) // oh_count, np.int64(task) % oh_count
+        conv_row(x, weight, bias, connected, stride_h, f, oh, out[f, oh].reshape(-1))
 
 
 @serial_kernel
-def conv_forward_row(x, weight, bias, connected, stride_h, out, task):
-    """Output row `task` = (f, oh) of conv_forward."""
-    maps, channels, kh, kw = weight.shape
-    _, oh_count, ow_count, batch = out.shape
-    f, oh = task // oh_count, task % oh_count
-    run = ow_count * batch  # one output row, (OW, N): a contiguous run
-    total = out[f, oh].reshape(run)
-    for k in range(run):
+def conv_row(x, weight, bias, connected, stride_h, f, oh, total):
+    """total (OW·N,) = output row (f, oh) of conv_forward: one contiguous run, (OW, N)."""
+    channels, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
+    batch = x.shape[3]
+    for k in range(total.shape[0]):
         total[k] = bias[f]
     for c in range(channels):
         if not connected[f, c]:
@@ -76,7 +75,7 @@ def conv_forward_row(x, weight, bias, connected, stride_h, out, task):
                 add_five_taps(total, row, taps, batch)
             else:
                 for j in range(kw):
-                    add_tap(total, row[j * batch : j * batch + run], taps[j])
+                    add_tap(total, row[j * batch : j * batch + total.shape[0]], taps[j])
 
 
 @kernel
@@ -358,11 +357,13 @@ class CompiledConvStep(Step):
         self.connected = (np.ones((layer.out_channels, layer.in_channels), bool) if layer.connections is None
                           else np.ascontiguousarray(layer.connections))
 
-    def forward(self, x):
+    def prepare(self, x):
+        """What a forward pass of x needs: (padded x, masked weight, bias, (OH, OW), whether
+        the direct loops run it)."""
         conv = self.layer
         check_input(self, x, 4, f"(N, {conv.in_channels}, H, W)", channels=conv.in_channels)
         padded = np.ascontiguousarray(pad_spatial(x, conv.padding))
-        channels, height, width, batch = padded.shape
+        height, width = padded.shape[1:3]
         kh, kw = conv.kernel_size
         if height < kh or width < kw:
             raise ValueError(
@@ -376,7 +377,13 @@ class CompiledConvStep(Step):
         # An output narrower than its kernel (C5 of the LeNet-5s: one pixel) makes the layer
         # a dense one, a product BLAS does best (C5 of classic at batch 64: 0.17 ms forward
         # against 0.43 ms in the direct loops).
-        direct = self.direct and ow >= kw
+        return padded, weight, bias, (oh, ow), self.direct and ow >= kw
+
+    def forward(self, x):
+        conv = self.layer
+        padded, weight, bias, (oh, ow), direct = self.prepare(x)
+        channels, _, _, batch = padded.shape
+        kh, kw = conv.kernel_size
         self._cache = (padded, weight, direct)
         if direct:
             out = np.empty((conv.out_channels, oh, ow, batch), dtype=x.dtype)

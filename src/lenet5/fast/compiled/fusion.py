@@ -1,4 +1,5 @@
-"""BatchNorm2D → MaxPool2D (→ ReLU), compiled into one training kernel each way, one thread per channel.
+"""BatchNorm2D → MaxPool2D (→ ReLU), compiled into one training kernel each way, one thread per
+channel; and, for predictions, Conv2D → MaxPool2D (→ ReLU) as one kernel (at the end).
 
 The arithmetic is that of `lenet5.fast.fusion` (read its docstring first): while every γ is
 positive, normalising commutes with the window maximum, so the forward pass pools the raw
@@ -16,10 +17,13 @@ import math
 
 import numpy as np
 
+from ..elementwise import ReLUStep
 from ..fusion import NormPoolReLU
 from ..pooling import check_pool_input
+from ..step import Step
+from .conv import CompiledConvStep, conv_row
 from .jit import inline, kernel, prange, serial_kernel
-from .pooling import OFFSET, window_maximum
+from .pooling import OFFSET, CompiledMaxPoolStep, window_maximum
 
 
 @kernel
@@ -170,3 +174,87 @@ class CompiledNormPoolReLU(NormPoolReLU):
         norm.weight.grad += dgamma
         norm.bias.grad += dbeta
         return dx
+
+
+# -- predictions: Conv2D → MaxPool2D (→ ReLU) -------------------------------------------------
+# In the inference plan BatchNorm is folded into the convolution, and ReLU already follows the
+# pooling (plan.py), which leaves conv → max-pool → ReLU in every block of lenet5, relu and
+# lenet5-wide. Run as three steps, the conv's full output goes to memory and is read back by
+# the pooling, whose output is read again by ReLU. Here each task computes the conv rows one
+# row of windows needs into a buffer of its own, which stays in its core's cache, and writes
+# only the pooled, clipped row. Measured on lenet5, the 10,000 test digits at batch 256, two
+# threads: C1's three steps 87 ms, fused 58; C3's 88 and 69; the whole prediction 50k images/s
+# unfused, 66k fused.
+@kernel
+def conv_pool_forward(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, out):
+    """out (F, PH, PW, N) = max(floor, the maximum over each (pool_h, pool_w) window, which
+    do not overlap, of conv_forward's output); floor is 0 for a ReLU after, −inf for none."""
+    ph_count = out.shape[1]
+    for task in prange(out.shape[0] * ph_count):
+        f, ph = np.int64(task) // ph_count, np.int64(task) % ph_count
+        conv_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, f, ph, out[f, ph])
+
+
+@serial_kernel
+def conv_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, f, ph, pooled):
+    """pooled (PW, N) = row ph of map f of conv_pool_forward."""
+    batch = x.shape[3]
+    ow_count = x.shape[2] - weight.shape[3] + 1
+    rows = np.empty((pool_h, ow_count * batch), x.dtype)
+    for i in range(pool_h):
+        conv_row(x, weight, bias, connected, stride_h, f, ph * pool_h + i, rows[i])
+    for pw in range(pooled.shape[0]):
+        best = pooled[pw]
+        for n in range(batch):
+            best[n] = floor
+        for i in range(pool_h):
+            for j in range(pool_w):
+                start = (pw * pool_w + j) * batch
+                values = rows[i, start : start + batch]
+                for n in range(batch):
+                    # max-pooling's rule (window_maximum): a NaN wins and is kept
+                    value, current = values[n], best[n]
+                    take = (value > current) | ((value != value) & (current == current))
+                    best[n] = value if take else current
+
+
+class CompiledConvPoolReLU(Step):
+    """Conv2D → MaxPool2D (→ ReLU) of an inference plan as one step (the kernel above): the
+    same values as the steps one after another. A layer that the direct loops do not run (C5,
+    wider than its output) runs its steps one after another."""
+
+    @staticmethod
+    def fusible(conv, pool) -> bool:
+        return (isinstance(conv, CompiledConvStep) and conv.direct and isinstance(pool, CompiledMaxPoolStep)
+                and not conv.layer.training and not pool.layer.training and not any(pool.layer.padding)
+                and tuple(pool.layer.stride) == tuple(pool.layer.kernel_size))
+
+    def __init__(self, conv: CompiledConvStep, pool: CompiledMaxPoolStep, relu: ReLUStep | None = None) -> None:
+        super().__init__(conv.layer)
+        self.conv, self.pool, self.relu = conv, pool, relu
+        self.steps = [step for step in (conv, pool, relu) if step is not None]
+
+    def forward(self, x):
+        conv, pool = self.conv.layer, self.pool.layer
+        padded, weight, bias, (oh, ow), direct = self.conv.prepare(x)
+        if not direct:
+            for step in self.steps:
+                x = step.forward(x)
+            return x
+        ph, pw = pool.output_shape((conv.out_channels, oh, ow))[1:]
+        out = np.empty((conv.out_channels, ph, pw, padded.shape[3]), dtype=x.dtype)
+        floor = x.dtype.type(0 if self.relu is not None else -np.inf)
+        conv_pool_forward(out.size * pool.kernel_size[0] * pool.kernel_size[1] * weight[0].size, padded, weight,
+                          bias, self.conv.connected, conv.stride[0], *pool.kernel_size, floor, out)
+        return out
+
+    def backward(self, dout):
+        raise RuntimeError(f"{self!r} runs predictions only; a training pass runs its steps one by one")
+
+    def output_shape(self, input_shape):
+        for step in self.steps:
+            input_shape = step.output_shape(input_shape)
+        return input_shape
+
+    def __repr__(self):
+        return f"CompiledConvPoolReLU({', '.join(repr(step.layer) for step in self.steps)})"
