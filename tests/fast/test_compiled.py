@@ -47,31 +47,50 @@ def conv_cases(count=16, seed=25):
     return cases
 
 
-@pytest.mark.parametrize("direct", [True, False], ids=["direct", "blas"])
+@pytest.mark.parametrize("path", ["rows", "maps", "blas"])
 @pytest.mark.parametrize("channels, maps, kernel, stride, padding, shape, masked", conv_cases())
 @DTYPES
-def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kernel, stride, padding, shape,
-                                                            masked, direct, dtype, monkeypatch):
-    if direct:
+def test_every_convolution_path_computes_the_reference_layer(channels, maps, kernel, stride, padding, shape,
+                                                             masked, path, dtype, monkeypatch):
+    if path != "blas":
         stride = (stride[0], 1)  # the direct loops run along rows: a horizontal stride of 1
         # ... of outputs at least as wide as the kernel
         shape = shape[:3] + (max(shape[3], 2 * kernel[1] - 1 - 2 * padding[1]),)
+    if path == "maps":
+        stride = (1, 1)  # whole maps need a vertical stride of 1 too
     rng = np.random.default_rng(7)
     table = (rng.random((maps, channels)) < 0.6) if masked else None
     if table is not None:
         table[:, 0] = True  # every output map sees at least one input map
     layer = ln.Conv2D(channels, maps, kernel, stride=stride, padding=padding, connections=table, rng=1)
     step = CompiledConvStep(layer)
-    step.direct = direct
+    step.direct = path != "blas"
+    monkeypatch.setattr(compiled_conv, "WHOLE_MAPS_BELOW", 10**9 if path == "maps" else 0)
     paths = []
-    for kernel_name in ("conv_forward", "convolve_chunks", "conv_weight_grad", "weight_grad_chunks",
-                        "conv_input_grad", "col2im"):
+    for kernel_name in ("conv_forward", "conv_forward_maps", "convolve_chunks", "conv_weight_grad",
+                        "conv_weight_grad_maps", "weight_grad_chunks", "conv_input_grad", "conv_input_grad_maps",
+                        "col2im"):
         original = getattr(compiled_conv, kernel_name)
         monkeypatch.setattr(compiled_conv, kernel_name,
                             lambda *args, name=kernel_name, run=original: paths.append(name) or run(*args))
     assert_step_matches_layer(step, layer, rng.standard_normal(shape), dtype)
-    direct_kernels = {"conv_forward", "conv_weight_grad", "conv_input_grad"}
-    assert set(paths) == (direct_kernels if direct else {"convolve_chunks", "weight_grad_chunks", "col2im"})
+    assert set(paths) == {"rows": {"conv_forward", "conv_weight_grad", "conv_input_grad"},
+                          "maps": {"conv_forward_maps", "conv_weight_grad_maps", "conv_input_grad_maps"},
+                          "blas": {"convolve_chunks", "weight_grad_chunks", "col2im"}}[path]
+
+
+def test_rows_and_whole_maps_give_the_same_outputs_bit_for_bit(monkeypatch):
+    """The same arithmetic per output value in the same order: a prediction does not depend on
+    the batch it came in, whichever path the batch's size picks."""
+    layer = ln.Conv2D(6, 16, 5, connections=np.random.default_rng(8).random((16, 6)) < 0.6, rng=2)
+    x = np.random.default_rng(9).standard_normal((6, 14, 14, 3)).astype(np.float32)
+    outputs = []
+    for below in (0, 10**9):
+        monkeypatch.setattr(compiled_conv, "WHOLE_MAPS_BELOW", below)
+        step = CompiledConvStep(layer)
+        outputs.append(step.forward(x))
+        assert step._cache[3] is (below > 0)
+    assert np.array_equal(outputs[0], outputs[1])
 
 
 @pytest.mark.parametrize("layer, direct", [
@@ -84,8 +103,10 @@ def test_both_convolution_paths_compute_the_reference_layer(channels, maps, kern
 def test_each_layer_takes_the_path_measured_for_it_whatever_the_batch(layer, direct):
     step = CompiledConvStep(layer)
     for batch in (1, 4, 64):
-        step.forward(np.zeros((layer.in_channels, 16, 16, batch), np.float32))
+        out = step.forward(np.zeros((layer.in_channels, 16, 16, batch), np.float32))
         assert step._cache[2] is direct
+        # ... and, on the direct loops, whole maps for short output rows
+        assert step._cache[3] is (direct and out.shape[2] * batch < compiled_conv.WHOLE_MAPS_BELOW)
 
 
 def test_an_output_narrower_than_the_kernel_takes_blas():

@@ -21,8 +21,11 @@ layers whose column matrix is shallow (C·KH·KW at most DIRECT_MAX_DEPTH), unle
 output is narrower than the kernel (C5: a dense layer in all but name); the others build
 the column matrix here (`im2col`), run their products in BLAS over column chunks
 (`convolve_chunks` and its two siblings) and scatter the input gradient back with `col2im`.
-The choice depends on the layer and the input's width, never on the batch size or the thread
-count.
+For small batches, whose output rows are short, the direct loops run each map as one run
+instead (`conv_forward_maps` and its siblings, below): the same arithmetic for every output
+value, so a prediction's bits do not depend on the batch it came in. The choice between the
+direct loops and BLAS depends on the layer and the input's width, never on the batch size or
+the thread count.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ MIN_CHUNK_COLUMNS = 512
 # 10.2 ms in BLAS chunks against 23.5 ms in one-tap passes; its 1 → 32-map layer: 2.7
 # against 1.7 ms).
 DIRECT_MAX_DEPTH = 32
+# Output rows shorter than this many values (OW·N) run as whole maps (`conv_forward_maps`).
+WHOLE_MAPS_BELOW = 256
 
 
 # Each kernel: its parallel loop, and beside it one task's work (why: jit.py).
@@ -145,6 +150,109 @@ def conv_input_grad_map(dout, weight, connected, stride_h, dx, c):
                         add_tap(target[j * batch : j * batch + run], grad[edge : edge + run], taps[j])
 
 
+# -- whole maps as one run: the direct loops for small batches ------------------------------
+# With a batch of 1 to 16, an output row is only OW·N values (C3 of lenet5-1998 at batch 4: 40),
+# too short for vector loops to pay for their setup. Flattened, a whole input map x[c] is one
+# run, and tap (i, j) of output position k = (oh·W + ow)·N + n reads x[c] at k + (i·W + j)·N:
+# one shift of one run for the whole map, as for a row. Computing every k up to OH·W·N, the
+# positions ow ≥ OW included (they read pixels across the row's end, and are dropped), costs
+# (W − OW)/OW more multiply-adds (C3: 40%) but runs loops OH·W times as long. Same arithmetic
+# per output value, in the same order, as the row kernels: only which positions run changes.
+# Needs a vertical stride of 1.
+@kernel
+def conv_forward_maps(x, weight, bias, connected, out):
+    """conv_forward (vertical stride 1), one whole output map per task."""
+    for f in prange(out.shape[0]):
+        conv_forward_map(x, weight, bias, connected, np.int64(f), out)
+
+
+@serial_kernel
+def conv_forward_map(x, weight, bias, connected, f, out):
+    _, oh_count, ow_count, batch = out.shape
+    width = x.shape[2] * batch
+    run = (oh_count - 1) * width + ow_count * batch  # up to the last real output value
+    wide = np.empty(run, x.dtype)
+    for k in range(run):
+        wide[k] = bias[f]
+    for c in range(weight.shape[1]):
+        if not connected[f, c]:
+            continue
+        plane = x[c].reshape(-1)
+        for i in range(weight.shape[2]):
+            add_taps(wide, plane[i * width :], weight[f, c, i], batch)
+    for oh in range(oh_count):
+        row, source = out[f, oh].reshape(-1), wide[oh * width : oh * width + ow_count * batch]
+        for k in range(row.shape[0]):
+            row[k] = source[k]
+
+
+@kernel
+def conv_weight_grad_maps(x, dout_wide, connected, dweight):
+    """conv_weight_grad (vertical stride 1) from dout_wide (`widen`), one (f, c) pair per task."""
+    for task in prange(dweight.shape[0] * dweight.shape[1]):
+        conv_weight_grad_map_pair(x, dout_wide, connected, dweight, np.int64(task))
+
+
+@serial_kernel
+def conv_weight_grad_map_pair(x, dout_wide, connected, dweight, task):
+    _, channels, kh, kw = dweight.shape
+    f, c = task // channels, task % channels
+    batch = x.shape[3]
+    width = x.shape[2] * batch
+    edge = (kw - 1) * batch
+    # Up to the last real output value, so that no tap reads past x[c]'s end; zero at every
+    # position ow ≥ OW, which therefore adds nothing.
+    grad = dout_wide[f, edge : dout_wide.shape[1] - edge]
+    sums = np.zeros((kh, kw))
+    if connected[f, c]:
+        plane = x[c].reshape(-1)
+        for i in range(kh):
+            row = plane[i * width :]
+            if kw == FIVE:
+                dot_five_taps(grad, row, batch, sums[i])
+            else:
+                for j in range(kw):
+                    sums[i, j] += dot(grad, row[j * batch : j * batch + grad.shape[0]])
+    for i in range(kh):
+        for j in range(kw):
+            dweight[f, c, i, j] = sums[i, j]
+
+
+@kernel
+def conv_input_grad_maps(dout_wide, weight, connected, dx):
+    """conv_input_grad (vertical stride 1) from dout_wide (`widen`), one input map per task."""
+    for c in prange(dx.shape[0]):
+        conv_input_grad_map_whole(dout_wide, weight, connected, dx, np.int64(c))
+
+
+@serial_kernel
+def conv_input_grad_map_whole(dout_wide, weight, connected, dx, c):
+    maps, _, kh, kw = weight.shape
+    batch = dx.shape[3]
+    width = dx.shape[2] * batch
+    run = dout_wide.shape[1] - (kw - 1) * batch  # OH·W·N
+    plane = dx[c].reshape(-1)
+    for k in range(plane.shape[0]):
+        plane[k] = 0
+    for f in range(maps):
+        if not connected[f, c]:
+            continue
+        for i in range(kh):
+            # dx[c] at i·W·N + k gets Σ_j w_j · dout at k − j·N: with KW − 1 zero columns in
+            # front, dout_wide[(KW − 1 − j)·N + k], add_taps with the taps reversed.
+            add_taps(plane[i * width : i * width + run], dout_wide[f], weight[f, c, i, ::-1], batch)
+
+
+def widen(dout, width, kw):
+    """dout (F, OH, OW, N) -> (F, (KW − 1)·N + OH·W·N): each map as a run of W-wide rows, zero
+    at positions ow ≥ OW, after KW − 1 columns of zeros (`conv_input_grad_maps` reads them)."""
+    maps, oh_count, ow_count, batch = dout.shape
+    edge = (kw - 1) * batch
+    wide = np.zeros((maps, edge + oh_count * width * batch), dout.dtype)
+    wide[:, edge:].reshape(maps, oh_count, width, batch)[:, :, :ow_count] = dout
+    return wide
+
+
 def pad_rows(dout, kw):
     """dout (F, OH, OW, N) -> (F, OH, (OW + 2·(KW − 1))·N) with KW − 1 zero columns each side."""
     maps, oh_count, ow_count, batch = dout.shape
@@ -177,6 +285,16 @@ def add_five_taps(total, row, taps, batch):
     r3, r4 = row[3 * batch : 3 * batch + run], row[4 * batch : 4 * batch + run]
     for k in range(run):
         total[k] += w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k] + w4 * r4[k]
+
+
+@inline
+def add_taps(total, row, taps, batch):
+    """total[k] += Σ_j taps[j] · row[j·N + k]: add_five_taps for five taps, else a pass per tap."""
+    if taps.shape[0] == FIVE:
+        add_five_taps(total, row, taps, batch)
+    else:
+        for j in range(taps.shape[0]):
+            add_tap(total, row[j * batch : j * batch + total.shape[0]], taps[j])
 
 
 @inline
@@ -379,15 +497,24 @@ class CompiledConvStep(Step):
         # against 0.43 ms in the direct loops).
         return padded, weight, bias, (oh, ow), self.direct and ow >= kw
 
+    def whole_maps(self, ow: int, batch: int) -> bool:
+        """Whether the direct loops run whole maps (`conv_forward_maps`): output rows of fewer
+        than WHOLE_MAPS_BELOW values, a vertical stride of 1."""
+        return self.layer.stride[0] == 1 and ow * batch < WHOLE_MAPS_BELOW
+
     def forward(self, x):
         conv = self.layer
         padded, weight, bias, (oh, ow), direct = self.prepare(x)
         channels, _, _, batch = padded.shape
         kh, kw = conv.kernel_size
-        self._cache = (padded, weight, direct)
+        maps = direct and self.whole_maps(ow, batch)
+        self._cache = (padded, weight, direct, maps)
         if direct:
             out = np.empty((conv.out_channels, oh, ow, batch), dtype=x.dtype)
-            conv_forward(out.size * channels * kh * kw, padded, weight, bias, self.connected, conv.stride[0], out)
+            if maps:
+                conv_forward_maps(out.size * channels * kh * kw, padded, weight, bias, self.connected, out)
+            else:
+                conv_forward(out.size * channels * kh * kw, padded, weight, bias, self.connected, conv.stride[0], out)
             return out
         out = convolve(padded, weight.reshape(conv.out_channels, -1), conv.kernel_size, conv.stride, (oh, ow))
         out += bias[:, None]
@@ -395,9 +522,12 @@ class CompiledConvStep(Step):
 
     def backward(self, dout):
         dout = self._backward_parameters(dout)
-        padded, weight, direct = self._cache
+        padded, weight, direct, maps = self._cache
         kh, kw = self.layer.kernel_size
-        if direct:
+        if maps:
+            dpadded = np.empty_like(padded)
+            conv_input_grad_maps(dout.size * weight[0].size, self._dout_wide, weight, self.connected, dpadded)
+        elif direct:
             dpadded = np.empty_like(padded)
             conv_input_grad(dout.size * weight[0].size, pad_rows(dout, kw), weight, self.connected,
                             self.layer.stride[0], dpadded)
@@ -427,9 +557,13 @@ class CompiledConvStep(Step):
 
     def _backward_parameters(self, dout):
         conv = self.layer
-        padded, weight, direct = self._cache
+        padded, weight, direct, maps = self._cache
         dout = np.ascontiguousarray(dout)
-        if direct:
+        if maps:
+            dweight = np.empty(weight.shape, dtype=dout.dtype)
+            self._dout_wide = widen(dout, padded.shape[2], conv.kernel_size[1])
+            conv_weight_grad_maps(dout.size * weight[0].size, padded, self._dout_wide, self.connected, dweight)
+        elif direct:
             dweight = np.empty(weight.shape, dtype=dout.dtype)
             conv_weight_grad(dout.size * weight[0].size, padded, dout, self.connected, conv.stride[0], dweight)
         else:
