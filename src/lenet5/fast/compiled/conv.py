@@ -66,7 +66,7 @@ def conv_forward(x, weight, bias, connected, stride_h, out):
 @serial_kernel
 def conv_row(x, weight, bias, connected, stride_h, f, oh, total):
     """total (OW·N,) = output row (f, oh) of conv_forward: one contiguous run, (OW, N)."""
-    channels, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
+    channels, kh = weight.shape[1], weight.shape[2]
     batch = x.shape[3]
     for k in range(total.shape[0]):
         total[k] = bias[f]
@@ -74,13 +74,8 @@ def conv_row(x, weight, bias, connected, stride_h, f, oh, total):
         if not connected[f, c]:
             continue
         for i in range(kh):
-            row = x[c, oh * stride_h + i].reshape(-1)  # the output row's input pixels start at row[j·N]
-            taps = weight[f, c, i]
-            if kw == FIVE:
-                add_five_taps(total, row, taps, batch)
-            else:
-                for j in range(kw):
-                    add_tap(total, row[j * batch : j * batch + total.shape[0]], taps[j])
+            # the output row's input pixels start at row[j·N]
+            add_taps(total, x[c, oh * stride_h + i].reshape(-1), weight[f, c, i], batch)
 
 
 @kernel
@@ -102,52 +97,38 @@ def conv_weight_grad_pair(x, dout, connected, stride_h, dweight, task):
         for oh in range(oh_count):
             grad = dout[f, oh].reshape(run)
             for i in range(kh):
-                row = x[c, oh * stride_h + i].reshape(-1)
-                if kw == FIVE:
-                    dot_five_taps(grad, row, batch, sums[i])
-                else:
-                    for j in range(kw):
-                        sums[i, j] += dot(grad, row[j * batch : j * batch + run])
+                dot_taps(grad, x[c, oh * stride_h + i].reshape(-1), batch, sums[i])
     for i in range(kh):
         for j in range(kw):
             dweight[f, c, i, j] = sums[i, j]
 
 
 @kernel
-def conv_input_grad(dout, weight, connected, stride_h, dx):
+def conv_input_grad(dout, flipped, connected, stride_h, dx):
     """dx[c, oh·SH + i, ow + j, n] = Σ weight[f, c, i, j] · dout[f, oh, ow, n], summed over f,
-    oh, ow, i, j; dx (C, H, W, N) padded, overwritten. `dout` comes with KW − 1 zero columns
-    on each side of every row (`pad_rows`), so each of dx's rows is a sum of whole shifted
-    rows of it: no edge cases in the innermost loop."""
+    oh, ow, i, j; dx (C, H, W, N) padded, overwritten; flipped = weight[..., ::-1]. `dout`
+    comes with KW − 1 zero columns on each side of every row (`pad_rows`), so each of dx's
+    rows is a sum of whole shifted rows of it: no edge cases in the innermost loop."""
     for c in prange(dx.shape[0]):  # each task owns a whole input map: its adds never collide
-        conv_input_grad_map(dout, weight, connected, stride_h, dx, np.int64(c))
+        conv_input_grad_map(dout, flipped, connected, stride_h, dx, np.int64(c))
 
 
 @serial_kernel
-def conv_input_grad_map(dout, weight, connected, stride_h, dx, c):
+def conv_input_grad_map(dout, flipped, connected, stride_h, dx, c):
     """dx[c], input map c of conv_input_grad."""
-    maps, _, kh, kw = weight.shape
+    maps, _, kh, _ = flipped.shape
     oh_count, batch = dout.shape[1], dx.shape[3]
     width = dx.shape[2] * batch
-    edge = (kw - 1) * batch  # the zero columns each side of a padded dout row
-    run = dout.shape[2] - 2 * edge  # (OW, N): one unpadded dout row
     dx[c] = 0
     for f in range(maps):
         if not connected[f, c]:
             continue
         for oh in range(oh_count):
-            grad = dout[f, oh]
             for i in range(kh):
-                target = dx[c, oh * stride_h + i].reshape(width)
-                taps = weight[f, c, i]
-                if kw == FIVE:
-                    # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the
-                    # padded row, grad[(KW − 1 − j)·N + k] for its k-th value, which is
-                    # add_five_taps with the taps reversed.
-                    add_five_taps(target, grad, taps[::-1], batch)
-                else:  # a pass per tap, over the unpadded row
-                    for j in range(kw):
-                        add_tap(target[j * batch : j * batch + run], grad[edge : edge + run], taps[j])
+                # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the padded
+                # row, dout[f, oh][(KW − 1 − j)·N + k] for its k-th value, which is add_taps
+                # with the taps reversed.
+                add_taps(dx[c, oh * stride_h + i].reshape(width), dout[f, oh], flipped[f, c, i], batch)
 
 
 # -- whole maps as one run: the direct loops for small batches ------------------------------
@@ -158,12 +139,15 @@ def conv_input_grad_map(dout, weight, connected, stride_h, dx, c):
 # positions ow ≥ OW included (they read pixels across the row's end, and are dropped), costs
 # (W − OW)/OW more multiply-adds (C3: 40%) but runs loops OH·W times as long. Same arithmetic
 # per output value, in the same order, as the row kernels: only which positions run changes.
-# Needs a vertical stride of 1.
-@kernel
+# Needs a vertical stride of 1. Serial only: at these batch sizes a parallel region's start
+# costs about what it would share (lenet5-1998's C3 at batch 4: 63 µs forward on two threads,
+# 75 on one; C1 53 and 43), and a parallel build would add a second or more of compiling to a
+# first run for each of the three kernels.
+@serial_kernel
 def conv_forward_maps(x, weight, bias, connected, out):
-    """conv_forward (vertical stride 1), one whole output map per task."""
-    for f in prange(out.shape[0]):
-        conv_forward_map(x, weight, bias, connected, np.int64(f), out)
+    """conv_forward (vertical stride 1), one whole output map at a time."""
+    for f in range(out.shape[0]):
+        conv_forward_map(x, weight, bias, connected, f, out)
 
 
 @serial_kernel
@@ -186,11 +170,11 @@ def conv_forward_map(x, weight, bias, connected, f, out):
             row[k] = source[k]
 
 
-@kernel
+@serial_kernel
 def conv_weight_grad_maps(x, dout_wide, connected, dweight):
-    """conv_weight_grad (vertical stride 1) from dout_wide (`widen`), one (f, c) pair per task."""
-    for task in prange(dweight.shape[0] * dweight.shape[1]):
-        conv_weight_grad_map_pair(x, dout_wide, connected, dweight, np.int64(task))
+    """conv_weight_grad (vertical stride 1) from dout_wide (`widen`), one (f, c) pair at a time."""
+    for task in range(dweight.shape[0] * dweight.shape[1]):
+        conv_weight_grad_map_pair(x, dout_wide, connected, dweight, task)
 
 
 @serial_kernel
@@ -207,27 +191,22 @@ def conv_weight_grad_map_pair(x, dout_wide, connected, dweight, task):
     if connected[f, c]:
         plane = x[c].reshape(-1)
         for i in range(kh):
-            row = plane[i * width :]
-            if kw == FIVE:
-                dot_five_taps(grad, row, batch, sums[i])
-            else:
-                for j in range(kw):
-                    sums[i, j] += dot(grad, row[j * batch : j * batch + grad.shape[0]])
+            dot_taps(grad, plane[i * width :], batch, sums[i])
     for i in range(kh):
         for j in range(kw):
             dweight[f, c, i, j] = sums[i, j]
 
 
-@kernel
-def conv_input_grad_maps(dout_wide, weight, connected, dx):
-    """conv_input_grad (vertical stride 1) from dout_wide (`widen`), one input map per task."""
-    for c in prange(dx.shape[0]):
-        conv_input_grad_map_whole(dout_wide, weight, connected, dx, np.int64(c))
+@serial_kernel
+def conv_input_grad_maps(dout_wide, flipped, connected, dx):
+    """conv_input_grad (vertical stride 1) from dout_wide (`widen`), one input map at a time."""
+    for c in range(dx.shape[0]):
+        conv_input_grad_map_whole(dout_wide, flipped, connected, dx, c)
 
 
 @serial_kernel
-def conv_input_grad_map_whole(dout_wide, weight, connected, dx, c):
-    maps, _, kh, kw = weight.shape
+def conv_input_grad_map_whole(dout_wide, flipped, connected, dx, c):
+    maps, _, kh, kw = flipped.shape
     batch = dx.shape[3]
     width = dx.shape[2] * batch
     run = dout_wide.shape[1] - (kw - 1) * batch  # OH·W·N
@@ -240,7 +219,7 @@ def conv_input_grad_map_whole(dout_wide, weight, connected, dx, c):
         for i in range(kh):
             # dx[c] at i·W·N + k gets Σ_j w_j · dout at k − j·N: with KW − 1 zero columns in
             # front, dout_wide[(KW − 1 − j)·N + k], add_taps with the taps reversed.
-            add_taps(plane[i * width : i * width + run], dout_wide[f], weight[f, c, i, ::-1], batch)
+            add_taps(plane[i * width : i * width + run], dout_wide[f], flipped[f, c, i], batch)
 
 
 def widen(dout, width, kw):
@@ -251,6 +230,12 @@ def widen(dout, width, kw):
     wide = np.zeros((maps, edge + oh_count * width * batch), dout.dtype)
     wide[:, edge:].reshape(maps, oh_count, width, batch)[:, :, :ow_count] = dout
     return wide
+
+
+def flipped(weight):
+    """weight (F, C, KH, KW) with each kernel row reversed, contiguous: the taps of the input
+    gradient's passes (add_taps reads them in order)."""
+    return np.ascontiguousarray(weight[..., ::-1])
 
 
 def pad_rows(dout, kw):
@@ -287,7 +272,9 @@ def add_five_taps(total, row, taps, batch):
         total[k] += w0 * r0[k] + w1 * r1[k] + w2 * r2[k] + w3 * r3[k] + w4 * r4[k]
 
 
-@inline
+# add_taps and dot_taps are compiled once, as functions of their own, and every direct
+# kernel calls them: inlined into each, they took seconds of a first run's compiling.
+@serial_kernel
 def add_taps(total, row, taps, batch):
     """total[k] += Σ_j taps[j] · row[j·N + k]: add_five_taps for five taps, else a pass per tap."""
     if taps.shape[0] == FIVE:
@@ -295,6 +282,16 @@ def add_taps(total, row, taps, batch):
     else:
         for j in range(taps.shape[0]):
             add_tap(total, row[j * batch : j * batch + total.shape[0]], taps[j])
+
+
+@serial_kernel
+def dot_taps(grad, row, batch, sums):
+    """sums[j] += Σ_k grad[k] · row[j·N + k]: dot_five_taps for five taps, else a dot per tap."""
+    if sums.shape[0] == FIVE:
+        dot_five_taps(grad, row, batch, sums)
+    else:
+        for j in range(sums.shape[0]):
+            sums[j] += dot(grad, row[j * batch : j * batch + grad.shape[0]])
 
 
 @inline
@@ -512,7 +509,7 @@ class CompiledConvStep(Step):
         if direct:
             out = np.empty((conv.out_channels, oh, ow, batch), dtype=x.dtype)
             if maps:
-                conv_forward_maps(out.size * channels * kh * kw, padded, weight, bias, self.connected, out)
+                conv_forward_maps(padded, weight, bias, self.connected, out)
             else:
                 conv_forward(out.size * channels * kh * kw, padded, weight, bias, self.connected, conv.stride[0], out)
             return out
@@ -526,10 +523,10 @@ class CompiledConvStep(Step):
         kh, kw = self.layer.kernel_size
         if maps:
             dpadded = np.empty_like(padded)
-            conv_input_grad_maps(dout.size * weight[0].size, self._dout_wide, weight, self.connected, dpadded)
+            conv_input_grad_maps(self._dout_wide, flipped(weight), self.connected, dpadded)
         elif direct:
             dpadded = np.empty_like(padded)
-            conv_input_grad(dout.size * weight[0].size, pad_rows(dout, kw), weight, self.connected,
+            conv_input_grad(dout.size * weight[0].size, pad_rows(dout, kw), flipped(weight), self.connected,
                             self.layer.stride[0], dpadded)
         else:
             # The column matrix's gradient, then summed back onto the pixels. (Computing dx as
@@ -562,7 +559,7 @@ class CompiledConvStep(Step):
         if maps:
             dweight = np.empty(weight.shape, dtype=dout.dtype)
             self._dout_wide = widen(dout, padded.shape[2], conv.kernel_size[1])
-            conv_weight_grad_maps(dout.size * weight[0].size, padded, self._dout_wide, self.connected, dweight)
+            conv_weight_grad_maps(padded, self._dout_wide, self.connected, dweight)
         elif direct:
             dweight = np.empty(weight.shape, dtype=dout.dtype)
             conv_weight_grad(dout.size * weight[0].size, padded, dout, self.connected, conv.stride[0], dweight)
