@@ -109,26 +109,32 @@ def conv_input_grad(dout, flipped, connected, stride_h, dx):
     oh, ow, i, j; dx (C, H, W, N) padded, overwritten; flipped = weight[..., ::-1]. `dout`
     comes with KW − 1 zero columns on each side of every row (`pad_rows`), so each of dx's
     rows is a sum of whole shifted rows of it: no edge cases in the innermost loop."""
-    for c in prange(dx.shape[0]):  # each task owns a whole input map: its adds never collide
-        conv_input_grad_map(dout, flipped, connected, stride_h, dx, np.int64(c))
+    rows = dx.shape[1]
+    for task in prange(dx.shape[0] * rows):  # each task owns one row of dx: its adds never collide
+        c, r = np.int64(task) // rows, np.int64(task) % rows
+        conv_input_grad_row(dout, flipped, connected, stride_h, dx.shape[3], c, r, dx[c, r].reshape(-1))
 
 
 @serial_kernel
-def conv_input_grad_map(dout, flipped, connected, stride_h, dx, c):
-    """dx[c], input map c of conv_input_grad."""
+def conv_input_grad_row(dout, flipped, connected, stride_h, batch, c, r, target):
+    """target (W·N,) = dx[c, r] of conv_input_grad: every pass adds into this one row, which
+    stays in the core's cache, and streams a dout row (a loop over dx's rows inside each output
+    map instead moved the whole of dx[c] through the cache once per map: C3's input gradient at
+    batch 256 took 1.8-2.3 ms that way, measured)."""
     maps, _, kh, _ = flipped.shape
-    oh_count, batch = dout.shape[1], dx.shape[3]
-    width = dx.shape[2] * batch
-    dx[c] = 0
+    oh_count = dout.shape[1]
+    for k in range(target.shape[0]):
+        target[k] = 0
     for f in range(maps):
         if not connected[f, c]:
             continue
-        for oh in range(oh_count):
-            for i in range(kh):
-                # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the padded
-                # row, dout[f, oh][(KW − 1 − j)·N + k] for its k-th value, which is add_taps
-                # with the taps reversed.
-                add_taps(dx[c, oh * stride_h + i].reshape(width), dout[f, oh], flipped[f, c, i], batch)
+        for i in range(kh):
+            if r < i or (r - i) % stride_h != 0 or (r - i) // stride_h >= oh_count:
+                continue
+            # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the padded row,
+            # dout[f, oh][(KW − 1 − j)·N + k] for its k-th value, which is add_taps with the
+            # taps reversed.
+            add_taps(target, dout[f, (r - i) // stride_h], flipped[f, c, i], batch)
 
 
 # -- whole maps as one run: the direct loops for small batches ------------------------------
