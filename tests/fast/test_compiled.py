@@ -16,7 +16,7 @@ from lenet5 import nn as ln
 from lenet5.fast import FastModel, backends as backend_table, compiled
 from lenet5.fast.compiled import conv as compiled_conv, jit
 from lenet5.fast.compiled.conv import CompiledConvStep
-from lenet5.fast.compiled.fusion import CompiledConvPoolReLU, CompiledNormPoolReLU
+from lenet5.fast.compiled.fusion import CompiledConvPoolReLU, CompiledConvTanhAvgPool, CompiledNormPoolReLU
 from lenet5.fast.step import ReferenceStep
 from lenet5.zoo.models import MODELS, build_model
 
@@ -206,14 +206,16 @@ def test_lenet5_trains_on_the_fused_compiled_kernel():
     assert sum(isinstance(step, CompiledNormPoolReLU) for step in fast.training_steps()) == 2
 
 
-@pytest.mark.parametrize("name, fused_blocks", [("lenet5", 2), ("relu", 2), ("lenet5-wide", 2), ("classic", 0)])
-def test_predictions_run_conv_pool_relu_as_one_step_with_the_steps_values(name, fused_blocks):
+@pytest.mark.parametrize("name, kind", [("lenet5", CompiledConvPoolReLU), ("relu", CompiledConvPoolReLU),
+                                        ("lenet5-wide", CompiledConvPoolReLU), ("classic", CompiledConvTanhAvgPool),
+                                        ("tanh", CompiledConvTanhAvgPool)])
+def test_predictions_run_each_conv_and_pooling_as_one_step_with_the_steps_values(name, kind):
     model = build_model(name, seed=3)
     x = np.random.default_rng(5).standard_normal((7,) + MODELS[name].input_shape).astype(np.float32)
     fast, unfused = FastModel(model, backend="compiled"), FastModel(model, backend="compiled", fused=False)
     with jit.threads(2):
         steps = fast.eval().inference_steps()
-        assert sum(isinstance(step, CompiledConvPoolReLU) for step in steps) == fused_blocks
+        assert sum(isinstance(step, kind) for step in steps) == 2
         # The same kernels' arithmetic, in the same order: the same bits as the steps one by one.
         assert np.array_equal(fast.predict_logits(x), unfused.predict_logits(x))
     model.to(np.float64)

@@ -7,7 +7,7 @@ backend for the steps of a model; the backend owns the kernels those steps run.
 
 A backend is a table from exact reference-layer types to step classes, plus the class
 that runs a training-mode BatchNorm2D → MaxPool2D (→ ReLU) as one step and, optionally, the
-class that runs an inference plan's Conv2D → MaxPool2D (→ ReLU) as one step. A layer missing
+classes that run parts of an inference plan (Conv2D → pooling) as one step each. A layer missing
 from the table runs through its own forward and backward (`step.ReferenceStep`).
 """
 
@@ -38,7 +38,7 @@ class Backend:
     # through its own forward and backward.
     steps: dict = field(repr=False)
     norm_pool_relu: type = field(repr=False)
-    conv_pool_relu: type | None = field(default=None, repr=False)
+    inference_fusions: tuple = field(default=(), repr=False)
     threaded: bool = False  # whether its kernels run on threads (`FastModel(threads=...)`)
 
 
@@ -58,8 +58,8 @@ NUMPY = Backend(
 def _compiled() -> Backend:
     from . import compiled
 
-    replaced, norm_pool_relu, conv_pool_relu = compiled.steps()
-    return Backend("compiled", {**NUMPY.steps, **replaced}, norm_pool_relu, conv_pool_relu, threaded=True)
+    replaced, norm_pool_relu, inference_fusions = compiled.steps()
+    return Backend("compiled", {**NUMPY.steps, **replaced}, norm_pool_relu, inference_fusions, threaded=True)
 
 
 class BackendUnavailable(ImportError):

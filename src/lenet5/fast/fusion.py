@@ -30,30 +30,42 @@ from .step import Step
 from .windows import input_slice, window_view
 
 
-def fuse(steps, fused_kind=None) -> list:
-    """`steps` with each pair that `fused_kind.fusible` accepts (and the ReLU after it, if there
-    is one) run as one `fused_kind` step; everything else is itself. `fused_kind` is a
-    backend's: `NormPoolReLU` (BatchNorm2D → MaxPool2D) by default, as a training pass runs
-    them, or the compiled backend's Conv2D → MaxPool2D step for predictions."""
-    fused_kind = fused_kind or NormPoolReLU
-
-    def at(position):
-        return steps[position] if position < len(steps) else None
-
+def fuse(steps, kinds=None) -> list:
+    """`steps` with every run of steps that one of `kinds` takes (its `span`) replaced by one
+    step of that kind; everything else is itself. `kinds` is a backend's: by default
+    `NormPoolReLU` (BatchNorm2D → MaxPool2D → ReLU), as a training pass runs them; for
+    predictions, the compiled backend's Conv2D → pooling steps."""
+    kinds = (NormPoolReLU,) if kinds is None else tuple(kinds) if isinstance(kinds, (tuple, list)) else (kinds,)
     fused, position = [], 0
     while position < len(steps):
-        step, following = steps[position], at(position + 1)
-        if fused_kind.fusible(step, following):
-            relu = at(position + 2) if isinstance(at(position + 2), ReLUStep) else None
-            fused.append(fused_kind(step, following, relu))
-            position += 2 if relu is None else 3
+        for kind in kinds:
+            count = kind.span(steps, position)
+            if count:
+                fused.append(kind(*steps[position : position + count]))
+                position += count
+                break
         else:
-            fused.append(step)
+            fused.append(steps[position])
             position += 1
     return fused
 
 
-class NormPoolReLU(Step):
+class PairThenReLU:
+    """A fused step that takes a pair its `fusible` accepts, and the ReLU after it if there is one."""
+
+    @staticmethod
+    def fusible(first, second) -> bool:
+        raise NotImplementedError
+
+    @classmethod
+    def span(cls, steps, position) -> int:
+        """How many of `steps`, from `position` on, one such step runs: 0, 2 or 3."""
+        if position + 1 >= len(steps) or not cls.fusible(steps[position], steps[position + 1]):
+            return 0
+        return 3 if position + 2 < len(steps) and isinstance(steps[position + 2], ReLUStep) else 2
+
+
+class NormPoolReLU(PairThenReLU, Step):
     """Runs the steps `norm`, `pool` and optionally `relu` (of the model's own layers, whose
     parameters, running statistics and gradients it uses) as one step; see the module
     docstring.

@@ -154,8 +154,8 @@ class FastModel(Predicting):
         if not self.plan:
             return self.steps
         steps = [self.compile(layer) for layer in inference_layers(leaf_layers(self.model))]
-        if self.fused and self.backend.conv_pool_relu is not None:
-            steps = fuse(steps, self.backend.conv_pool_relu)
+        if self.fused and self.backend.inference_fusions:
+            steps = fuse(steps, self.backend.inference_fusions)
         return steps
 
     # -- what a trainer needs of it ---------------------------------------------------------

@@ -4,7 +4,7 @@
                   column matrix and BLAS inside the kernels, and col2im (deep ones)
     pooling.py    MaxPool2D, AvgPool2D, Subsampling
     fusion.py     BatchNorm2D → MaxPool2D → ReLU as one kernel each way; Conv2D → MaxPool2D
-                  → ReLU as one kernel for predictions
+                  → ReLU and Conv2D → Tanh → AvgPool2D as one kernel each for predictions
     elementwise.py  Sigmoid, Tanh, ScaledTanh: a rational tanh whose loop vectorises
     jit.py        how kernels are compiled and cached, and why results do not depend on
                   the thread count
@@ -29,15 +29,15 @@ def available() -> bool:
 
 def steps():
     """(the steps this backend replaces, by exact reference-layer type; its fused BatchNorm2D
-    → MaxPool2D → ReLU training step; its fused Conv2D → MaxPool2D → ReLU prediction step); the
-    rest of `lenet5.fast.backends.NUMPY`'s table stays. Needs Numba."""
+    → MaxPool2D → ReLU training step; its fused Conv2D → pooling prediction steps); the rest of
+    `lenet5.fast.backends.NUMPY`'s table stays. Needs Numba."""
     import scipy.linalg.cython_blas  # noqa: F401  (loaded now, so that the thread limits below see it)
 
     from ...nn import AvgPool2D, Conv2D, MaxPool2D, ScaledTanh, Sigmoid, Subsampling, Tanh
     from ..threads import rescan_libraries
     from .conv import CompiledConvStep
     from .elementwise import CompiledScaledTanhStep, CompiledSigmoidStep, CompiledTanhStep
-    from .fusion import CompiledConvPoolReLU, CompiledNormPoolReLU
+    from .fusion import CompiledConvPoolReLU, CompiledConvTanhAvgPool, CompiledNormPoolReLU
     from .pooling import CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep
 
     # SciPy's BLAS is a library of its own beside NumPy's; left at its default thread count,
@@ -47,4 +47,4 @@ def steps():
     replaced = {Conv2D: CompiledConvStep, MaxPool2D: CompiledMaxPoolStep, AvgPool2D: CompiledAvgPoolStep,
                 Subsampling: CompiledSubsamplingStep, Sigmoid: CompiledSigmoidStep, Tanh: CompiledTanhStep,
                 ScaledTanh: CompiledScaledTanhStep}
-    return replaced, CompiledNormPoolReLU, CompiledConvPoolReLU
+    return replaced, CompiledNormPoolReLU, (CompiledConvPoolReLU, CompiledConvTanhAvgPool)

@@ -18,12 +18,13 @@ import math
 import numpy as np
 
 from ..elementwise import ReLUStep
-from ..fusion import NormPoolReLU
+from ..fusion import NormPoolReLU, PairThenReLU
 from ..pooling import check_pool_input
 from ..step import Step
 from .conv import CompiledConvStep, conv_row
+from .elementwise import CompiledTanhStep, tanh_float32
 from .jit import inline, kernel, prange, serial_kernel
-from .pooling import OFFSET, CompiledMaxPoolStep, window_maximum
+from .pooling import OFFSET, CompiledAvgPoolStep, CompiledMaxPoolStep, window_maximum
 
 
 @kernel
@@ -218,7 +219,7 @@ def conv_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, f
                     best[n] = value if take else current
 
 
-class CompiledConvPoolReLU(Step):
+class CompiledConvPoolReLU(PairThenReLU, Step):
     """Conv2D → MaxPool2D (→ ReLU) of an inference plan as one step (the kernel above): the
     same values as the steps one after another. A layer that the direct loops do not run (C5,
     wider than its output) runs its steps one after another."""
@@ -257,4 +258,89 @@ class CompiledConvPoolReLU(Step):
         return input_shape
 
     def __repr__(self):
-        return f"CompiledConvPoolReLU({', '.join(repr(step.layer) for step in self.steps)})"
+        return f"{type(self).__name__}({', '.join(repr(step.layer) for step in self.steps)})"
+
+
+# -- predictions: Conv2D → Tanh → AvgPool2D ---------------------------------------------------
+# classic's and tanh's blocks, once the inference plan has turned each sigmoid into a tanh.
+# As above, the conv rows of one row of windows stay in a task's buffer; the tanh runs on them
+# there, and only the averages go to memory.
+@kernel
+def conv_tanh_avg_pool_forward(x, weight, bias, connected, stride_h, pool_h, pool_w, exact, out):
+    """out (F, PH, PW, N) = the mean over each (pool_h, pool_w) window, which do not overlap,
+    of tanh(conv_forward's output): the float32 rational tanh (`tanh_float32`) as the Tanh
+    step has it, or, with `exact`, the library's tanh (the float64 builds)."""
+    ph_count = out.shape[1]
+    for task in prange(out.shape[0] * ph_count):
+        f, ph = np.int64(task) // ph_count, np.int64(task) % ph_count
+        conv_tanh_avg_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, exact, f, ph, out[f, ph])
+
+
+@serial_kernel
+def conv_tanh_avg_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, exact, f, ph, pooled):
+    """pooled (PW, N) = row ph of map f of conv_tanh_avg_pool_forward."""
+    batch = x.shape[3]
+    ow_count = x.shape[2] - weight.shape[3] + 1
+    rows = np.empty((pool_h, ow_count * batch), x.dtype)
+    for i in range(pool_h):
+        row = rows[i]
+        conv_row(x, weight, bias, connected, stride_h, f, ph * pool_h + i, row)
+        if exact:
+            for k in range(row.shape[0]):
+                row[k] = np.tanh(row[k])
+        else:
+            for k in range(row.shape[0]):
+                row[k] = tanh_float32(row[k])
+    scale = x.dtype.type(1.0 / (pool_h * pool_w))
+    for pw in range(pooled.shape[0]):
+        total = pooled[pw]
+        # window_sum's order: the window's first value, then the others in row order
+        first = rows[0, pw * pool_w * batch : (pw * pool_w + 1) * batch]
+        for n in range(batch):
+            total[n] = first[n]
+        for i in range(pool_h):
+            for j in range(pool_w):
+                if i == 0 and j == 0:
+                    continue
+                start = (pw * pool_w + j) * batch
+                values = rows[i, start : start + batch]
+                for n in range(batch):
+                    total[n] += values[n]
+        for n in range(batch):
+            total[n] *= scale
+
+
+class CompiledConvTanhAvgPool(Step):
+    """Conv2D → Tanh → AvgPool2D of an inference plan as one step (the kernel above). A layer
+    the direct loops do not run runs its steps one after another."""
+
+    @classmethod
+    def span(cls, steps, position) -> int:
+        conv, tanh, pool = (steps[position : position + 3] + [None, None])[:3]
+        fusible = (isinstance(conv, CompiledConvStep) and conv.direct and not conv.layer.training
+                   and type(tanh) is CompiledTanhStep and isinstance(pool, CompiledAvgPoolStep)
+                   and not any(pool.layer.padding) and tuple(pool.layer.stride) == tuple(pool.layer.kernel_size))
+        return 3 if fusible else 0
+
+    def __init__(self, conv: CompiledConvStep, tanh: CompiledTanhStep, pool: CompiledAvgPoolStep) -> None:
+        super().__init__(conv.layer)
+        self.conv, self.tanh, self.pool = conv, tanh, pool
+        self.steps = [conv, tanh, pool]
+
+    def forward(self, x):
+        conv, pool = self.conv.layer, self.pool.layer
+        padded, weight, bias, (oh, ow), direct = self.conv.prepare(x)
+        if not direct:
+            for step in self.steps:
+                x = step.forward(x)
+            return x
+        ph, pw = pool.output_shape((conv.out_channels, oh, ow))[1:]
+        out = np.empty((conv.out_channels, ph, pw, padded.shape[3]), dtype=x.dtype)
+        conv_tanh_avg_pool_forward(out.size * pool.kernel_size[0] * pool.kernel_size[1] * weight[0].size, padded,
+                                   weight, bias, self.conv.connected, conv.stride[0], *pool.kernel_size,
+                                   x.dtype != np.float32, out)
+        return out
+
+    backward = CompiledConvPoolReLU.backward
+    output_shape = CompiledConvPoolReLU.output_shape
+    __repr__ = CompiledConvPoolReLU.__repr__
