@@ -16,7 +16,7 @@ from lenet5 import nn as ln
 from lenet5.fast import FastModel, backends as backend_table, compiled
 from lenet5.fast.compiled import conv as compiled_conv, jit
 from lenet5.fast.compiled.conv import CompiledConvStep
-from lenet5.fast.compiled.fusion import CompiledConvPoolReLU, CompiledConvTanhAvgPool, CompiledNormPoolReLU
+from lenet5.fast.compiled.fusion import CompiledConvPoolReLU, CompiledConvSquashPool, CompiledNormPoolReLU
 from lenet5.fast.step import ReferenceStep
 from lenet5.zoo.models import MODELS, build_model
 
@@ -207,8 +207,8 @@ def test_lenet5_trains_on_the_fused_compiled_kernel():
 
 
 @pytest.mark.parametrize("name, kind", [("lenet5", CompiledConvPoolReLU), ("relu", CompiledConvPoolReLU),
-                                        ("lenet5-wide", CompiledConvPoolReLU), ("classic", CompiledConvTanhAvgPool),
-                                        ("tanh", CompiledConvTanhAvgPool)])
+                                        ("lenet5-wide", CompiledConvPoolReLU), ("classic", CompiledConvSquashPool),
+                                        ("tanh", CompiledConvSquashPool), ("lenet5-1998", CompiledConvSquashPool)])
 def test_predictions_run_each_conv_and_pooling_as_one_step_with_the_steps_values(name, kind):
     model = build_model(name, seed=3)
     x = np.random.default_rng(5).standard_normal((7,) + MODELS[name].input_shape).astype(np.float32)
@@ -216,8 +216,12 @@ def test_predictions_run_each_conv_and_pooling_as_one_step_with_the_steps_values
     with jit.threads(2):
         steps = fast.eval().inference_steps()
         assert sum(isinstance(step, kind) for step in steps) == 2
-        # The same kernels' arithmetic, in the same order: the same bits as the steps one by one.
-        assert np.array_equal(fast.predict_logits(x), unfused.predict_logits(x))
+        found, expected = fast.predict_logits(x), unfused.predict_logits(x)
+    if name == "lenet5-1998":
+        # Subsampling's w·Σ + b: LLVM may make it one multiply-add in one kernel and not in the other.
+        np.testing.assert_allclose(found, expected, rtol=1e-6)
+    else:  # the same kernels' arithmetic, in the same order: the same bits as the steps one by one
+        assert np.array_equal(found, expected)
     model.to(np.float64)
     x = x.astype(np.float64)
     np.testing.assert_allclose(fast.predict_logits(x), model.eval().forward(x), rtol=1e-10, atol=1e-10)

@@ -4,7 +4,7 @@
                   column matrix and BLAS inside the kernels, and col2im (deep ones)
     pooling.py    MaxPool2D, AvgPool2D, Subsampling
     fusion.py     BatchNorm2D → MaxPool2D → ReLU as one kernel each way; Conv2D → MaxPool2D
-                  → ReLU and Conv2D → Tanh → AvgPool2D as one kernel each for predictions
+                  → ReLU and Conv2D → squashing → averaging pool as one kernel each for predictions
     elementwise.py  Sigmoid, Tanh, ScaledTanh: a rational tanh whose loop vectorises
     jit.py        how kernels are compiled and cached, and why results do not depend on
                   the thread count
@@ -37,7 +37,7 @@ def steps():
     from ..threads import rescan_libraries
     from .conv import CompiledConvStep
     from .elementwise import CompiledScaledTanhStep, CompiledSigmoidStep, CompiledTanhStep
-    from .fusion import CompiledConvPoolReLU, CompiledConvTanhAvgPool, CompiledNormPoolReLU
+    from .fusion import CompiledConvPoolReLU, CompiledConvSquashPool, CompiledNormPoolReLU
     from .pooling import CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep
 
     # SciPy's BLAS is a library of its own beside NumPy's; left at its default thread count,
@@ -47,4 +47,4 @@ def steps():
     replaced = {Conv2D: CompiledConvStep, MaxPool2D: CompiledMaxPoolStep, AvgPool2D: CompiledAvgPoolStep,
                 Subsampling: CompiledSubsamplingStep, Sigmoid: CompiledSigmoidStep, Tanh: CompiledTanhStep,
                 ScaledTanh: CompiledScaledTanhStep}
-    return replaced, CompiledNormPoolReLU, (CompiledConvPoolReLU, CompiledConvTanhAvgPool)
+    return replaced, CompiledNormPoolReLU, (CompiledConvPoolReLU, CompiledConvSquashPool)

@@ -22,9 +22,9 @@ from ..fusion import NormPoolReLU, PairThenReLU
 from ..pooling import check_pool_input
 from ..step import Step
 from .conv import CompiledConvStep, conv_row
-from .elementwise import CompiledTanhStep, tanh_float32
+from .elementwise import CompiledScaledTanhStep, CompiledTanhStep, tanh_float32
 from .jit import inline, kernel, prange, serial_kernel
-from .pooling import OFFSET, CompiledAvgPoolStep, CompiledMaxPoolStep, window_maximum
+from .pooling import OFFSET, CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep, window_maximum
 
 
 @kernel
@@ -261,37 +261,46 @@ class CompiledConvPoolReLU(PairThenReLU, Step):
         return f"{type(self).__name__}({', '.join(repr(step.layer) for step in self.steps)})"
 
 
-# -- predictions: Conv2D → Tanh → AvgPool2D ---------------------------------------------------
-# classic's and tanh's blocks, once the inference plan has turned each sigmoid into a tanh.
-# As above, the conv rows of one row of windows stay in a task's buffer; the tanh runs on them
-# there, and only the averages go to memory.
+# -- predictions: Conv2D → squashing → averaging pool (→ squashing) ----------------------------
+# classic's and tanh's blocks (Conv2D → Tanh → AvgPool2D, once the inference plan has turned
+# each sigmoid into a tanh) and lenet5-1998's (Conv2D → ScaledTanh → Subsampling → ScaledTanh).
+# As above, the conv rows of one row of windows stay in a task's buffer; the squashing runs on
+# them there, and only the pooled values go to memory. Tanh is the squashing A·tanh(S·z) with
+# A = S = 1, and average pooling is subsampling with coefficient 1/(KH·KW) and bias 0: the
+# same operations as the steps', in the same order.
 @kernel
-def conv_tanh_avg_pool_forward(x, weight, bias, connected, stride_h, pool_h, pool_w, exact, out):
-    """out (F, PH, PW, N) = the mean over each (pool_h, pool_w) window, which do not overlap,
-    of tanh(conv_forward's output): the float32 rational tanh (`tanh_float32`) as the Tanh
-    step has it, or, with `exact`, the library's tanh (the float64 builds)."""
+def conv_squash_pool_forward(x, weight, bias, connected, stride_h, squash, pool_h, pool_w, coefficient,
+                             pool_bias, squash_after, exact, out):
+    """out (F, PH, PW, N) = coefficient[f] · (the sum over each (pool_h, pool_w) window, which
+    do not overlap, of A·tanh(S·conv_forward's output)) + pool_bias[f], then A'·tanh(S'·it)
+    where squash_after = (A', S') is not (0, 0); squash = (A, S). tanh is the float32 rational
+    one (`tanh_float32`), as the steps have it, or, with `exact`, the library's (float64)."""
     ph_count = out.shape[1]
     for task in prange(out.shape[0] * ph_count):
         f, ph = np.int64(task) // ph_count, np.int64(task) % ph_count
-        conv_tanh_avg_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, exact, f, ph, out[f, ph])
+        conv_squash_pool_row(x, weight, bias, connected, stride_h, squash, pool_h, pool_w, coefficient,
+                             pool_bias, squash_after, exact, f, ph, out[f, ph])
+
+
+@inline
+def squashed(value, amplitude, slope, exact):
+    return amplitude * (np.tanh(slope * value) if exact else tanh_float32(slope * value))
 
 
 @serial_kernel
-def conv_tanh_avg_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, exact, f, ph, pooled):
-    """pooled (PW, N) = row ph of map f of conv_tanh_avg_pool_forward."""
+def conv_squash_pool_row(x, weight, bias, connected, stride_h, squash, pool_h, pool_w, coefficient, pool_bias,
+                         squash_after, exact, f, ph, pooled):
+    """pooled (PW, N) = row ph of map f of conv_squash_pool_forward."""
     batch = x.shape[3]
     ow_count = x.shape[2] - weight.shape[3] + 1
+    amplitude, slope = squash
     rows = np.empty((pool_h, ow_count * batch), x.dtype)
     for i in range(pool_h):
         row = rows[i]
         conv_row(x, weight, bias, connected, stride_h, f, ph * pool_h + i, row)
-        if exact:
-            for k in range(row.shape[0]):
-                row[k] = np.tanh(row[k])
-        else:
-            for k in range(row.shape[0]):
-                row[k] = tanh_float32(row[k])
-    scale = x.dtype.type(1.0 / (pool_h * pool_w))
+        for k in range(row.shape[0]):
+            row[k] = squashed(row[k], amplitude, slope, exact)
+    after_amplitude, after_slope = squash_after
     for pw in range(pooled.shape[0]):
         total = pooled[pw]
         # window_sum's order: the window's first value, then the others in row order
@@ -307,25 +316,36 @@ def conv_tanh_avg_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w,
                 for n in range(batch):
                     total[n] += values[n]
         for n in range(batch):
-            total[n] *= scale
+            total[n] = total[n] * coefficient[f] + pool_bias[f]
+        if after_amplitude != 0:
+            for n in range(batch):
+                total[n] = squashed(total[n], after_amplitude, after_slope, exact)
 
 
-class CompiledConvTanhAvgPool(Step):
-    """Conv2D → Tanh → AvgPool2D of an inference plan as one step (the kernel above). A layer
-    the direct loops do not run runs its steps one after another."""
+SQUASHINGS = (CompiledTanhStep, CompiledScaledTanhStep)
+AVERAGING_POOLS = (CompiledAvgPoolStep, CompiledSubsamplingStep)
+
+
+class CompiledConvSquashPool(Step):
+    """Conv2D → Tanh or ScaledTanh → AvgPool2D or Subsampling (→ Tanh or ScaledTanh) of an
+    inference plan as one step (the kernel above). A layer the direct loops do not run runs its
+    steps one after another."""
 
     @classmethod
     def span(cls, steps, position) -> int:
-        conv, tanh, pool = (steps[position : position + 3] + [None, None])[:3]
+        conv, squash, pool, after = (list(steps[position : position + 4]) + [None] * 3)[:4]
         fusible = (isinstance(conv, CompiledConvStep) and conv.direct and not conv.layer.training
-                   and type(tanh) is CompiledTanhStep and isinstance(pool, CompiledAvgPoolStep)
-                   and not any(pool.layer.padding) and tuple(pool.layer.stride) == tuple(pool.layer.kernel_size))
-        return 3 if fusible else 0
+                   and type(squash) in SQUASHINGS and type(pool) in AVERAGING_POOLS
+                   and not any(getattr(pool.layer, "padding", (0, 0)))
+                   and tuple(pool.layer.stride) == tuple(pool.layer.kernel_size))
+        if not fusible:
+            return 0
+        return 4 if type(after) in SQUASHINGS else 3
 
-    def __init__(self, conv: CompiledConvStep, tanh: CompiledTanhStep, pool: CompiledAvgPoolStep) -> None:
+    def __init__(self, conv, squash, pool, after=None) -> None:
         super().__init__(conv.layer)
-        self.conv, self.tanh, self.pool = conv, tanh, pool
-        self.steps = [conv, tanh, pool]
+        self.conv, self.squash, self.pool, self.after = conv, squash, pool, after
+        self.steps = [step for step in (conv, squash, pool, after) if step is not None]
 
     def forward(self, x):
         conv, pool = self.conv.layer, self.pool.layer
@@ -334,13 +354,27 @@ class CompiledConvTanhAvgPool(Step):
             for step in self.steps:
                 x = step.forward(x)
             return x
+        real = x.dtype.type
         ph, pw = pool.output_shape((conv.out_channels, oh, ow))[1:]
         out = np.empty((conv.out_channels, ph, pw, padded.shape[3]), dtype=x.dtype)
-        conv_tanh_avg_pool_forward(out.size * pool.kernel_size[0] * pool.kernel_size[1] * weight[0].size, padded,
-                                   weight, bias, self.conv.connected, conv.stride[0], *pool.kernel_size,
-                                   x.dtype != np.float32, out)
+        if isinstance(self.pool, CompiledSubsamplingStep):
+            coefficient, pool_bias = pool.weight.value.astype(x.dtype), pool.bias.value.astype(x.dtype)
+        else:
+            coefficient = np.full(conv.out_channels, 1.0 / (pool.kernel_size[0] * pool.kernel_size[1]), x.dtype)
+            pool_bias = np.zeros(conv.out_channels, x.dtype)
+        after = _amplitude_and_slope(self.after, real) if self.after is not None else (real(0), real(0))
+        conv_squash_pool_forward(out.size * pool.kernel_size[0] * pool.kernel_size[1] * weight[0].size, padded,
+                                 weight, bias, self.conv.connected, conv.stride[0],
+                                 _amplitude_and_slope(self.squash, real), *pool.kernel_size, coefficient, pool_bias,
+                                 after, x.dtype != np.float32, out)
         return out
 
     backward = CompiledConvPoolReLU.backward
     output_shape = CompiledConvPoolReLU.output_shape
     __repr__ = CompiledConvPoolReLU.__repr__
+
+
+def _amplitude_and_slope(step, real):
+    """(A, S) of a Tanh (1, 1) or ScaledTanh step, in the arrays' dtype."""
+    layer = step.layer
+    return real(getattr(layer, "amplitude", 1.0)), real(getattr(layer, "slope", 1.0))
