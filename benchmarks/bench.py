@@ -572,7 +572,7 @@ def print_split(ours, theirs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="lenet5,lenet5-wide,classic,relu,simple-cnn")
+    parser.add_argument("--models", default="lenet5,lenet5-wide,classic,tanh,relu,simple-cnn,lenet5-1998")
     parser.add_argument("--batch-sizes", default="64,256")
     parser.add_argument("--rounds", type=int, default=6, help="even, so each side goes first equally often")
     parser.add_argument("--images", type=int, default=EPOCH, help="images timed per round (scaled to an epoch)")
