@@ -219,21 +219,15 @@ def conv_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, f
                     best[n] = value if take else current
 
 
-class CompiledConvPoolReLU(PairThenReLU, Step):
-    """Conv2D → MaxPool2D (→ ReLU) of an inference plan as one step (the kernel above): the
-    same values as the steps one after another. A layer that the direct loops do not run (C5,
-    wider than its output) runs its steps one after another."""
+class FusedPrediction(Step):
+    """A conv and the steps after it (`steps`, the conv first, a pooling second or third) run as
+    one prediction kernel (`run`). A layer the direct loops do not run (C5, wider than its
+    output) runs its steps one after another; a training pass never sees these steps."""
 
-    @staticmethod
-    def fusible(conv, pool) -> bool:
-        return (isinstance(conv, CompiledConvStep) and conv.direct and isinstance(pool, CompiledMaxPoolStep)
-                and not conv.layer.training and not pool.layer.training and not any(pool.layer.padding)
-                and tuple(pool.layer.stride) == tuple(pool.layer.kernel_size))
-
-    def __init__(self, conv: CompiledConvStep, pool: CompiledMaxPoolStep, relu: ReLUStep | None = None) -> None:
-        super().__init__(conv.layer)
-        self.conv, self.pool, self.relu = conv, pool, relu
-        self.steps = [step for step in (conv, pool, relu) if step is not None]
+    def __init__(self, *steps) -> None:
+        super().__init__(steps[0].layer)
+        self.steps = [step for step in steps if step is not None]
+        self.conv = steps[0]
 
     def forward(self, x):
         conv, pool = self.conv.layer, self.pool.layer
@@ -244,10 +238,12 @@ class CompiledConvPoolReLU(PairThenReLU, Step):
             return x
         ph, pw = pool.output_shape((conv.out_channels, oh, ow))[1:]
         out = np.empty((conv.out_channels, ph, pw, padded.shape[3]), dtype=x.dtype)
-        floor = x.dtype.type(0 if self.relu is not None else -np.inf)
-        conv_pool_forward(out.size * pool.kernel_size[0] * pool.kernel_size[1] * weight[0].size, padded, weight,
-                          bias, self.conv.connected, conv.stride[0], *pool.kernel_size, floor, out)
+        work = out.size * pool.kernel_size[0] * pool.kernel_size[1] * weight[0].size
+        self.run(work, padded, weight, bias, out)
         return out
+
+    def run(self, work, padded, weight, bias, out) -> None:
+        raise NotImplementedError
 
     def backward(self, dout):
         raise RuntimeError(f"{self!r} runs predictions only; a training pass runs its steps one by one")
@@ -259,6 +255,26 @@ class CompiledConvPoolReLU(PairThenReLU, Step):
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(repr(step.layer) for step in self.steps)})"
+
+
+class CompiledConvPoolReLU(PairThenReLU, FusedPrediction):
+    """Conv2D → MaxPool2D (→ ReLU) of an inference plan as one step (the kernel above): the
+    same values as the steps one after another."""
+
+    @staticmethod
+    def fusible(conv, pool) -> bool:
+        return (isinstance(conv, CompiledConvStep) and conv.direct and isinstance(pool, CompiledMaxPoolStep)
+                and not conv.layer.training and not pool.layer.training and not any(pool.layer.padding)
+                and tuple(pool.layer.stride) == tuple(pool.layer.kernel_size))
+
+    def __init__(self, conv: CompiledConvStep, pool: CompiledMaxPoolStep, relu: ReLUStep | None = None) -> None:
+        super().__init__(conv, pool, relu)
+        self.pool, self.relu = pool, relu
+
+    def run(self, work, padded, weight, bias, out):
+        floor = out.dtype.type(0 if self.relu is not None else -np.inf)
+        conv_pool_forward(work, padded, weight, bias, self.conv.connected, self.conv.layer.stride[0],
+                          *self.pool.layer.kernel_size, floor, out)
 
 
 # -- predictions: Conv2D → squashing → averaging pool (→ squashing) ----------------------------
@@ -326,10 +342,9 @@ SQUASHINGS = (CompiledTanhStep, CompiledScaledTanhStep)
 AVERAGING_POOLS = (CompiledAvgPoolStep, CompiledSubsamplingStep)
 
 
-class CompiledConvSquashPool(Step):
+class CompiledConvSquashPool(FusedPrediction):
     """Conv2D → Tanh or ScaledTanh → AvgPool2D or Subsampling (→ Tanh or ScaledTanh) of an
-    inference plan as one step (the kernel above). A layer the direct loops do not run runs its
-    steps one after another."""
+    inference plan as one step (the kernel above)."""
 
     @classmethod
     def span(cls, steps, position) -> int:
@@ -343,35 +358,20 @@ class CompiledConvSquashPool(Step):
         return 4 if type(after) in SQUASHINGS else 3
 
     def __init__(self, conv, squash, pool, after=None) -> None:
-        super().__init__(conv.layer)
-        self.conv, self.squash, self.pool, self.after = conv, squash, pool, after
-        self.steps = [step for step in (conv, squash, pool, after) if step is not None]
+        super().__init__(conv, squash, pool, after)
+        self.squash, self.pool, self.after = squash, pool, after
 
-    def forward(self, x):
-        conv, pool = self.conv.layer, self.pool.layer
-        padded, weight, bias, (oh, ow), direct = self.conv.prepare(x)
-        if not direct:
-            for step in self.steps:
-                x = step.forward(x)
-            return x
-        real = x.dtype.type
-        ph, pw = pool.output_shape((conv.out_channels, oh, ow))[1:]
-        out = np.empty((conv.out_channels, ph, pw, padded.shape[3]), dtype=x.dtype)
+    def run(self, work, padded, weight, bias, out):
+        pool, real, maps = self.pool.layer, out.dtype.type, out.shape[0]
         if isinstance(self.pool, CompiledSubsamplingStep):
-            coefficient, pool_bias = pool.weight.value.astype(x.dtype), pool.bias.value.astype(x.dtype)
+            coefficient, pool_bias = pool.weight.value.astype(out.dtype), pool.bias.value.astype(out.dtype)
         else:
-            coefficient = np.full(conv.out_channels, 1.0 / (pool.kernel_size[0] * pool.kernel_size[1]), x.dtype)
-            pool_bias = np.zeros(conv.out_channels, x.dtype)
+            coefficient = np.full(maps, 1.0 / (pool.kernel_size[0] * pool.kernel_size[1]), out.dtype)
+            pool_bias = np.zeros(maps, out.dtype)
         after = _amplitude_and_slope(self.after, real) if self.after is not None else (real(0), real(0))
-        conv_squash_pool_forward(out.size * pool.kernel_size[0] * pool.kernel_size[1] * weight[0].size, padded,
-                                 weight, bias, self.conv.connected, conv.stride[0],
+        conv_squash_pool_forward(work, padded, weight, bias, self.conv.connected, self.conv.layer.stride[0],
                                  _amplitude_and_slope(self.squash, real), *pool.kernel_size, coefficient, pool_bias,
-                                 after, x.dtype != np.float32, out)
-        return out
-
-    backward = CompiledConvPoolReLU.backward
-    output_shape = CompiledConvPoolReLU.output_shape
-    __repr__ = CompiledConvPoolReLU.__repr__
+                                 after, out.dtype != np.float32, out)
 
 
 def _amplitude_and_slope(step, real):
