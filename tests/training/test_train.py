@@ -205,6 +205,24 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint
     assert all(np.array_equal(kept[k], good[k]) for k in good)
 
 
+def test_a_non_finite_gradient_under_a_finite_loss_stops_before_the_weights_move(tmp_path, monkeypatch):
+    run_dir = tmp_path / "nan-grad"
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    trainer = make_trainer(run_dir, small_config(epochs=1), synthetic_splits())
+    backward = trainer.engine.backward
+
+    def poisoned(dout, input_grad=True):
+        result = backward(dout, input_grad=input_grad)
+        trainer.optimizer.parameters[-1].grad[0] = np.inf  # in the flat buffer the check reads
+        return result
+
+    monkeypatch.setattr(trainer.engine, "backward", poisoned)
+    before = {name: p.value.copy() for name, p in trainer.model.named_parameters()}
+    with pytest.raises(TrainingError, match="non-finite gradient at epoch 1, step 1"):
+        trainer.fit()
+    assert all(np.array_equal(p.value, before[name]) for name, p in trainer.model.named_parameters())
+
+
 def test_run_directory_is_never_mixed_up(tmp_path):
     run(tmp_path, "done", epochs=1)
     with pytest.raises(RunDirError, match="already holds a run"):

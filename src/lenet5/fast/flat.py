@@ -83,6 +83,11 @@ class FlatOptimizer:
     def _is_flat(self) -> bool:
         return all(p.value.base is self.flat_value and p.grad.base is self.flat_grad for p in self.parameters)
 
+    def gradient_arrays(self) -> list[np.ndarray]:
+        """Arrays holding every parameter's gradient: the one flat buffer while the parameters'
+        gradients are views of it (the trainer checks them for NaN and inf after each step)."""
+        return [self.flat_grad] if self._is_flat() else [p.grad for p in self.parameters]
+
     def zero_grad(self) -> None:
         if self._is_flat():
             self.flat_grad.fill(0.0)

@@ -257,7 +257,10 @@ class Trainer:
 
     def _check_finite(self, loss: float) -> None:
         if np.isfinite(loss):
-            if all(np.isfinite(p.grad).all() for p in self.optimizer.parameters):
+            # One pass over a flat optimiser's gradient buffer, not one per parameter.
+            grads = getattr(self.optimizer, "gradient_arrays", None)
+            grads = grads() if grads is not None else [p.grad for p in self.optimizer.parameters]
+            if all(np.isfinite(grad).all() for grad in grads):
                 return
             what = "gradient"
         else:

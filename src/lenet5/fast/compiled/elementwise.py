@@ -87,6 +87,9 @@ SPLIT_FROM = 200_000
 
 def _on_threads(function, *arrays):
     # Element by element, so the result does not depend on how the arrays are split.
+    if arrays[0].shape[0] < SPLIT_FROM:  # asking Numba its thread count costs microseconds
+        function(*arrays)
+        return
     in_parts(function, arrays, current_threads(), SPLIT_FROM)
 
 
