@@ -59,13 +59,15 @@ def rescan_libraries() -> None:
     _controller.cache_clear()
 
 
-def in_parts(function, arrays, parts: int, split_from: int) -> None:
-    """function(*pieces) on `parts` contiguous pieces of the flat, equally long `arrays` at once:
-    the calling thread runs the first, a pool's threads the others; each piece holds at least
-    `split_from` / 2 values. For NumPy passes and compiled kernels, which release the GIL;
-    element by element, so the result does not depend on `parts`."""
+def in_parts(function, arrays, split_from: int, threads) -> None:
+    """function(*pieces) on contiguous pieces of the flat, equally long `arrays` at once, at most
+    `threads()` of them, each of at least `split_from` / 2 values: the calling thread runs the
+    first, a pool's threads the others. `threads` is asked only for arrays long enough to split
+    (asking Numba costs microseconds, a small pass's whole time). For NumPy passes and compiled
+    kernels, which release the GIL; element by element, so the result does not depend on how
+    the arrays are split."""
     size = arrays[0].shape[0]
-    parts = max(1, min(parts, size // (split_from // 2)))
+    parts = 1 if size < split_from else max(1, min(threads(), size // (split_from // 2)))
     if parts == 1:
         function(*arrays)
         return

@@ -19,7 +19,7 @@ from .jit import current_threads, inline, serial_kernel
 # tanh(x) ≈ x·P(x²)/Q(x²) on |x| ≤ CLAMP, and tanh(±CLAMP) beyond, where tanh is 1 to within
 # 3e-7. The coefficients were fitted here (scripts/fit_tanh.py: least squares on the relative
 # error, reweighted towards its maximum): 1.5e-9 relative in exact arithmetic, at most 5
-# float32 ulps as evaluated in float32 (tests/fast/compiled/test_elementwise.py measures it).
+# float32 ulps as evaluated in float32 (tests/fast/test_compiled.py measures it).
 CLAMP = np.float32(7.9)
 P0, P1, P2, P3 = (np.float32(c) for c in (0.9999999984652723, 0.13128123010313278, 0.003153638080477293,
                                           1.1689420310734201e-05))
@@ -31,7 +31,7 @@ ONE, HALF = np.float32(1), np.float32(0.5)
 @inline
 def tanh_float32(x):
     """tanh(x) for a float32 x, to within 5 ulps (the rational function above)."""
-    # Selects, not min and max, whose NaN checks branch and would stop the loop vectorising.
+    # Two selects, each false for a NaN, so a NaN input stays NaN (a diverging model shows it).
     x = CLAMP if x > CLAMP else x
     x = -CLAMP if x < -CLAMP else x
     s = x * x
@@ -86,20 +86,25 @@ SPLIT_FROM = 200_000
 
 
 def _on_threads(function, *arrays):
-    # Element by element, so the result does not depend on how the arrays are split.
-    if arrays[0].shape[0] < SPLIT_FROM:  # asking Numba its thread count costs microseconds
-        function(*arrays)
-        return
-    in_parts(function, arrays, current_threads(), SPLIT_FROM)
+    in_parts(function, arrays, SPLIT_FROM, current_threads)
 
 
-class CompiledTanhStep(TanhStep):
+class CompiledForward:
+    """The forward pass of a step whose output alone its backward pass needs (`_out`): its
+    `kernel` for float32, the NumPy step's own passes for float64."""
+
+    kernel = None
+
     def forward(self, x):
         if x.dtype != np.float32:
             return super().forward(x)
         out = self._out = self._new(x)
-        _on_threads(tanh_forward, _flat(x), out.reshape(-1))
+        _on_threads(type(self).kernel, _flat(x), out.reshape(-1))
         return out
+
+
+class CompiledTanhStep(CompiledForward, TanhStep):
+    kernel = tanh_forward
 
     def backward(self, dout):
         dx = self._new(dout)
@@ -108,13 +113,8 @@ class CompiledTanhStep(TanhStep):
         return dx
 
 
-class CompiledSigmoidStep(SigmoidStep):
-    def forward(self, x):
-        if x.dtype != np.float32:
-            return super().forward(x)
-        out = self._out = self._new(x)
-        _on_threads(sigmoid_forward, _flat(x), out.reshape(-1))
-        return out
+class CompiledSigmoidStep(CompiledForward, SigmoidStep):
+    kernel = sigmoid_forward
 
     def backward(self, dout):
         dx = self._new(dout)
