@@ -24,7 +24,9 @@ from ..step import Step
 from .conv import CompiledConvStep, conv_row
 from .elementwise import CompiledScaledTanhStep, CompiledTanhStep, tanh_float32
 from .jit import inline, kernel, prange, serial_kernel
-from .pooling import OFFSET, CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep, window_maximum
+from .pooling import (
+    OFFSET, CompiledAvgPoolStep, CompiledMaxPoolStep, CompiledSubsamplingStep, replaces_maximum, window_maximum
+)
 
 
 @kernel
@@ -213,10 +215,8 @@ def conv_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, f
                 start = (pw * pool_w + j) * batch
                 values = rows[i, start : start + batch]
                 for n in range(batch):
-                    # max-pooling's rule (window_maximum): a NaN wins and is kept
                     value, current = values[n], best[n]
-                    take = (value > current) | ((value != value) & (current == current))
-                    best[n] = value if take else current
+                    best[n] = value if replaces_maximum(value, current) else current
 
 
 class FusedPrediction(Step):

@@ -21,6 +21,14 @@ OFFSET = np.int32
 
 
 @inline
+def replaces_maximum(value, current):
+    """Whether `value` replaces `current` as a window's running maximum. A strict > keeps the
+    first of equal maxima; a NaN wins, and a NaN already held is never replaced. Written
+    without branches (| and &) so that the loops calling it vectorise."""
+    return (value > current) | ((value != value) & (current == current))
+
+
+@inline
 def window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, best, where):
     """best[n] = the maximum of the (KH, KW) window of x (C, H, W, N) under output (c, oh, ow),
     for every sample n; where[n] (OFFSET) the offset i·KW + j of its first maximum. A NaN is
@@ -37,10 +45,7 @@ def window_maximum(x, c, oh, ow, kh, kw, stride_h, stride_w, best, where):
             offset = OFFSET(i * kw + j)
             for n in range(best.shape[0]):
                 value, current = values[n], best[n]
-                # A strict > keeps the first of equal maxima; a NaN already held is never
-                # replaced. Written without branches (| and &, both stores always made)
-                # so that the loop vectorises.
-                take = (value > current) | ((value != value) & (current == current))
+                take = replaces_maximum(value, current)  # both stores always made: no branch
                 best[n] = value if take else current
                 where[n] = offset if take else where[n]
 
