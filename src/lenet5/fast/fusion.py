@@ -26,16 +26,16 @@ from ..nn.pooling import kernel_offsets
 from .elementwise import ReLUStep
 from .norm import BatchNormStep
 from .pooling import MaxPoolStep, check_pool_input, first_maxima, window_max
-from .step import Step
+from .step import FusedSteps
 from .windows import input_slice, window_view
 
 
 def fuse(steps, kinds=None) -> list:
-    """`steps` with every run of steps that one of `kinds` takes (its `span`) replaced by one
-    step of that kind; everything else is itself. `kinds` is a backend's: by default
+    """`steps` with every run of steps that one of `kinds` (a tuple) takes (its `span`) replaced
+    by one step of that kind; everything else is itself. `kinds` is a backend's: by default
     `NormPoolReLU` (BatchNorm2D → MaxPool2D → ReLU), as a training pass runs them; for
     predictions, the compiled backend's Conv2D → pooling steps."""
-    kinds = (NormPoolReLU,) if kinds is None else tuple(kinds) if isinstance(kinds, (tuple, list)) else (kinds,)
+    kinds = (NormPoolReLU,) if kinds is None else kinds
     fused, position = [], 0
     while position < len(steps):
         for kind in kinds:
@@ -65,7 +65,7 @@ class PairThenReLU:
         return 3 if position + 2 < len(steps) and isinstance(steps[position + 2], ReLUStep) else 2
 
 
-class NormPoolReLU(PairThenReLU, Step):
+class NormPoolReLU(PairThenReLU, FusedSteps):
     """Runs the steps `norm`, `pool` and optionally `relu` (of the model's own layers, whose
     parameters, running statistics and gradients it uses) as one step; see the module
     docstring.
@@ -137,11 +137,3 @@ class NormPoolReLU(PairThenReLU, Step):
         for hit, (i, j) in zip(hits, kernel_offsets(pool.kernel_size)):
             dx[input_slice(i, j, pool.stride, routed.shape[1:3])] += routed * hit
         return dx
-
-    def output_shape(self, input_shape):
-        for step in self.steps:
-            input_shape = step.output_shape(input_shape)
-        return input_shape
-
-    def __repr__(self):
-        return f"NormPoolReLU({', '.join(repr(step.layer) for step in self.steps)})"

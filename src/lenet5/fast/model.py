@@ -108,7 +108,7 @@ class FastModel(Predicting):
     def training_steps(self) -> list:
         """The steps a forward pass runs now: with `fused`, each training-mode BatchNorm2D →
         MaxPool2D (→ ReLU) as one step (decided anew each pass, from the layers' modes)."""
-        return fuse(self.steps, self.backend.norm_pool_relu) if self.fused else self.steps
+        return fuse(self.steps, (self.backend.norm_pool_relu,)) if self.fused else self.steps
 
     def backward(self, dout, input_grad: bool = True):
         """Backpropagate `dout` (batch-first), adding to every parameter's `grad`.

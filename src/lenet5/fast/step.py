@@ -36,6 +36,21 @@ class Step:
         return f"{type(self).__name__}({self.layer!r})"
 
 
+class FusedSteps(Step):
+    """Several steps (`steps`, in order) run as one: its output shape is theirs in turn, and its
+    repr names them."""
+
+    steps: list
+
+    def output_shape(self, input_shape):
+        for step in self.steps:
+            input_shape = step.output_shape(input_shape)
+        return input_shape
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(repr(step.layer) for step in self.steps)})"
+
+
 class ReferenceStep(Step):
     """Any other layer: its own batch-first forward and backward, between two transposes.
     Correct for every layer, fast for none; the steps in this package replace it for the

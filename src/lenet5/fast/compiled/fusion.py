@@ -20,7 +20,7 @@ import numpy as np
 from ..elementwise import ReLUStep
 from ..fusion import NormPoolReLU, PairThenReLU
 from ..pooling import check_pool_input
-from ..step import Step
+from ..step import FusedSteps
 from .conv import CompiledConvStep, conv_row
 from .elementwise import CompiledScaledTanhStep, CompiledTanhStep, tanh_float32
 from .jit import inline, kernel, prange, serial_kernel
@@ -219,7 +219,7 @@ def conv_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, f
                     best[n] = value if replaces_maximum(value, current) else current
 
 
-class FusedPrediction(Step):
+class FusedPrediction(FusedSteps):
     """A conv and the steps after it (`steps`, the conv first, a pooling second or third) run as
     one prediction kernel (`run`). A layer the direct loops do not run (C5, wider than its
     output) runs its steps one after another; a training pass never sees these steps."""
@@ -247,14 +247,6 @@ class FusedPrediction(Step):
 
     def backward(self, dout):
         raise RuntimeError(f"{self!r} runs predictions only; a training pass runs its steps one by one")
-
-    def output_shape(self, input_shape):
-        for step in self.steps:
-            input_shape = step.output_shape(input_shape)
-        return input_shape
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(repr(step.layer) for step in self.steps)})"
 
 
 class CompiledConvPoolReLU(PairThenReLU, FusedPrediction):
