@@ -52,22 +52,20 @@ DIRECT_MAX_DEPTH = 32
 WHOLE_MAPS_BELOW = 256
 
 
-# Each kernel: its parallel loop, and beside it one task's work (why: jit.py). A task works on
-# two maps at once, which read the same rows (two output maps in the forward pass and the weight
-# gradient, two input maps in the input gradient): each row is loaded once for both, and these
-# loops are bound by their loads, not their arithmetic (measured, lenet5's C3 on two threads, one
-# map against two a task: forward 0.37 against 0.27 ms at batch 64 and 1.47 against 1.17 at 256;
-# weight gradient 0.38 against 0.23 and 1.42 against 0.81; input gradient 0.47 against 0.37 at
-# batch 64, the same at 256). Each output value's sum is the same, in the same order, either way.
+# Each kernel: its parallel loop, and beside it one task's work (why: jit.py). In the forward
+# pass and the weight gradient a task works on two output maps at once, which read the same
+# input rows: each row is loaded once for both, and these loops are bound by their loads, not
+# their arithmetic (measured, lenet5's C3 on two threads, one map a task against two: forward
+# 0.43 against 0.29 ms at batch 64 and 1.39 against 1.12 at 256; weight gradient 0.42 against
+# 0.27 and 1.37 against 0.83). Each output value's sum is the same, in the same order, either
+# way. Two input maps a task in the input gradient measured 0.45 against 0.41 ms at batch 64
+# and no faster at 256, and cost a second of first-run compiling: not adopted.
 @kernel
 def conv_forward(x, weight, bias, connected, stride_h, out):
     """x (C, H, W, N) padded, weight (F, C, KH, KW), bias (F,), connected (F, C) bool
     -> out (F, OH, OW, N); horizontal stride 1."""
-    maps, oh_count = out.shape[0], out.shape[1]
-    for task in prange((maps + 1) // 2 * oh_count):
-        f, oh = 2 * (np.int64(task) // oh_count), np.int64(task) % oh_count
-        second = min(f + 1, maps - 1)  # f itself when the map count is odd: `conv_rows` skips it
-        conv_rows(x, weight, bias, connected, stride_h, f, oh, out[f, oh].reshape(-1), out[second, oh].reshape(-1))
+    for task in prange((out.shape[0] + 1) // 2 * out.shape[1]):
+        conv_rows(x, weight, bias, connected, stride_h, out, np.int64(task))
 
 
 @serial_kernel
@@ -86,15 +84,18 @@ def conv_row(x, weight, bias, connected, stride_h, f, oh, total):
 
 
 @serial_kernel
-def conv_rows(x, weight, bias, connected, stride_h, f, oh, total, other):
-    """conv_row for output rows (f, oh) into total and (f + 1, oh) into other, when map f + 1
-    exists (else `other` is left alone)."""
-    channels, kh = weight.shape[1], weight.shape[2]
-    batch = x.shape[3]
-    pair = f + 1 < weight.shape[0]
-    if not pair:
+def conv_rows(x, weight, bias, connected, stride_h, out, task):
+    """Output rows (f, oh) and (f + 1, oh) of conv_forward, for task = (f / 2, oh); conv_row's
+    sums, two rows at once (one when map f + 1 does not exist)."""
+    maps, oh_count = out.shape[0], out.shape[1]
+    f, oh = 2 * (task // oh_count), task % oh_count
+    total = out[f, oh].reshape(-1)
+    if f + 1 == maps:
         conv_row(x, weight, bias, connected, stride_h, f, oh, total)
         return
+    other = out[f + 1, oh].reshape(-1)
+    channels, kh = weight.shape[1], weight.shape[2]
+    batch = x.shape[3]
     for k in range(total.shape[0]):
         total[k] = bias[f]
         other[k] = bias[f + 1]
@@ -112,8 +113,7 @@ def conv_rows(x, weight, bias, connected, stride_h, f, oh, total, other):
 @kernel
 def conv_weight_grad(x, dout, connected, stride_h, dweight):
     """dweight[f, c, i, j] = Σ_oh Σ_ow Σ_n dout[f, oh, ow, n] · x[c, oh·SH + i, ow + j, n]."""
-    maps, channels = dweight.shape[0], dweight.shape[1]
-    for task in prange((maps + 1) // 2 * channels):
+    for task in prange((dweight.shape[0] + 1) // 2 * dweight.shape[1]):
         conv_weight_grad_pairs(x, dout, connected, stride_h, dweight, np.int64(task))
 
 
@@ -130,7 +130,7 @@ def conv_weight_grad_pairs(x, dout, connected, stride_h, dweight, task):
     sums = np.zeros((kh, kw))  # float64: each sums up to 10^6 products
     other = np.zeros((kh, kw))
     for oh in range(oh_count):
-        grad, grad_other = dout[f, oh].reshape(run), dout[min(f + 1, maps - 1), oh].reshape(run)
+        grad, grad_other = dout[f, oh].reshape(run), dout[f + second, oh].reshape(run)  # dout[f] when unpaired
         for i in range(kh):
             row = x[c, oh * stride_h + i].reshape(-1)
             if first and second:
@@ -152,44 +152,32 @@ def conv_input_grad(dout, flipped, connected, stride_h, dx):
     oh, ow, i, j; dx (C, H, W, N) padded, overwritten; flipped = weight[..., ::-1]. `dout`
     comes with KW − 1 zero columns on each side of every row (`pad_rows`), so each of dx's
     rows is a sum of whole shifted rows of it: no edge cases in the innermost loop."""
-    channels, rows = dx.shape[0], dx.shape[1]
-    # each task owns rows of dx: its adds never collide
-    for task in prange((channels + 1) // 2 * rows):
-        c, r = 2 * (np.int64(task) // rows), np.int64(task) % rows
-        second = min(c + 1, channels - 1)  # c itself when the map count is odd: skipped
-        conv_input_grad_rows(dout, flipped, connected, stride_h, dx.shape[3], c, r, dx[c, r].reshape(-1),
-                             dx[second, r].reshape(-1))
+    rows = dx.shape[1]
+    for task in prange(dx.shape[0] * rows):  # each task owns one row of dx: its adds never collide
+        c, r = np.int64(task) // rows, np.int64(task) % rows
+        conv_input_grad_row(dout, flipped, connected, stride_h, dx.shape[3], c, r, dx[c, r].reshape(-1))
 
 
 @serial_kernel
-def conv_input_grad_rows(dout, flipped, connected, stride_h, batch, c, r, target, other):
-    """target (W·N,) = dx[c, r] of conv_input_grad, and other = dx[c + 1, r] when input map
-    c + 1 exists: every pass adds into these rows, which stay in the core's cache, and streams
-    a dout row (a loop over dx's rows inside each output map instead moved the whole of dx[c]
-    through the cache once per map: C3's input gradient at batch 256 took 1.8-2.3 ms that way,
-    measured)."""
-    maps, channels, kh, _ = flipped.shape
+def conv_input_grad_row(dout, flipped, connected, stride_h, batch, c, r, target):
+    """target (W·N,) = dx[c, r] of conv_input_grad: every pass adds into this one row, which
+    stays in the core's cache, and streams a dout row (a loop over dx's rows inside each output
+    map instead moved the whole of dx[c] through the cache once per map: C3's input gradient at
+    batch 256 took 1.8-2.3 ms that way, measured)."""
+    maps, _, kh, _ = flipped.shape
     oh_count = dout.shape[1]
-    pair = c + 1 < channels
     for k in range(target.shape[0]):
         target[k] = 0
-        if pair:
-            other[k] = 0
     for f in range(maps):
-        first, second = connected[f, c], pair and connected[f, c + 1]
+        if not connected[f, c]:
+            continue
         for i in range(kh):
             if r < i or (r - i) % stride_h != 0 or (r - i) // stride_h >= oh_count:
                 continue
             # dx's row gets Σ_j w_j · dout's row shifted right by j pixels: in the padded row,
             # dout[f, oh][(KW − 1 − j)·N + k] for its k-th value, which is add_taps with the
             # taps reversed.
-            row = dout[f, (r - i) // stride_h]
-            if first and second:
-                add_taps_pair(target, other, row, flipped[f, c, i], flipped[f, c + 1, i], batch)
-            elif first:
-                add_taps(target, row, flipped[f, c, i], batch)
-            elif second:
-                add_taps(other, row, flipped[f, c + 1, i], batch)
+            add_taps(target, dout[f, (r - i) // stride_h], flipped[f, c, i], batch)
 
 
 # -- whole maps as one run: the direct loops for small batches ------------------------------
