@@ -85,15 +85,20 @@ def conv_row(x, weight, bias, connected, stride_h, f, oh, total):
 
 @serial_kernel
 def conv_rows(x, weight, bias, connected, stride_h, out, task):
-    """Output rows (f, oh) and (f + 1, oh) of conv_forward, for task = (f / 2, oh); conv_row's
-    sums, two rows at once (one when map f + 1 does not exist)."""
+    """Output rows (f, oh) and (f + 1, oh) of conv_forward, for task = (f / 2, oh): one row
+    when map f + 1 does not exist."""
     maps, oh_count = out.shape[0], out.shape[1]
     f, oh = 2 * (task // oh_count), task % oh_count
-    total = out[f, oh].reshape(-1)
     if f + 1 == maps:
-        conv_row(x, weight, bias, connected, stride_h, f, oh, total)
-        return
-    other = out[f + 1, oh].reshape(-1)
+        conv_row(x, weight, bias, connected, stride_h, f, oh, out[f, oh].reshape(-1))
+    else:
+        conv_row_pair(x, weight, bias, connected, stride_h, f, oh, out[f, oh].reshape(-1), out[f + 1, oh].reshape(-1))
+
+
+@serial_kernel
+def conv_row_pair(x, weight, bias, connected, stride_h, f, oh, total, other):
+    """conv_row for output rows (f, oh) into total and (f + 1, oh) into other: the same sums,
+    each input row read once for both."""
     channels, kh = weight.shape[1], weight.shape[2]
     batch = x.shape[3]
     for k in range(total.shape[0]):

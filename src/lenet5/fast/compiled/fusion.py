@@ -21,7 +21,7 @@ from ..elementwise import ReLUStep
 from ..fusion import NormPoolReLU, PairThenReLU
 from ..pooling import check_pool_input
 from ..step import FusedSteps
-from .conv import CompiledConvStep, conv_row
+from .conv import CompiledConvStep, conv_row, conv_row_pair
 from .elementwise import CompiledScaledTanhStep, CompiledTanhStep, tanh_float32
 from .jit import inline, kernel, prange, serial_kernel
 from .pooling import (
@@ -187,25 +187,45 @@ class CompiledNormPoolReLU(NormPoolReLU):
 # row of windows needs into a buffer of its own, which stays in its core's cache, and writes
 # only the pooled, clipped row. Measured on lenet5, the 10,000 test digits at batch 256, two
 # threads: C1's three steps 87 ms, fused 58; C3's 88 and 69; the whole prediction 50k images/s
-# unfused, 66k fused.
+# unfused, 66k fused. A task does this for two maps at once, whose conv rows read the same
+# input rows (`conv_row_pair`): 50k images/s one map a task, 66k two (the same day, slower).
 @kernel
 def conv_pool_forward(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, out):
     """out (F, PH, PW, N) = max(floor, the maximum over each (pool_h, pool_w) window, which
     do not overlap, of conv_forward's output); floor is 0 for a ReLU after, −inf for none."""
-    ph_count = out.shape[1]
-    for task in prange(out.shape[0] * ph_count):
-        f, ph = np.int64(task) // ph_count, np.int64(task) % ph_count
-        conv_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, f, ph, out[f, ph])
+    for task in prange((out.shape[0] + 1) // 2 * out.shape[1]):
+        conv_pool_rows(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, out, np.int64(task))
 
 
 @serial_kernel
-def conv_pool_row(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, f, ph, pooled):
-    """pooled (PW, N) = row ph of map f of conv_pool_forward."""
-    batch = x.shape[3]
+def conv_pool_rows(x, weight, bias, connected, stride_h, pool_h, pool_w, floor, out, task):
+    """Row ph of maps f and f + 1 (f alone when it is the last) of conv_pool_forward, for
+    task = (f / 2, ph): their conv rows computed together (`conv_row_pair`), then pooled."""
+    maps, ph_count = out.shape[0], out.shape[1]
+    f, ph = 2 * (task // ph_count), task % ph_count
+    rows = conv_rows_for_pooling(x, weight, bias, connected, stride_h, pool_h, f, ph, maps)
+    for m in range(min(2, maps - f)):
+        max_pool_row(rows[m], pool_w, floor, out[f + m, ph])
+
+
+@inline
+def conv_rows_for_pooling(x, weight, bias, connected, stride_h, pool_h, f, ph, maps):
+    """The pool_h conv rows that row ph of pooled maps f and f + 1 needs, (2, pool_h, OW·N);
+    only map f's when f is the last map."""
     ow_count = x.shape[2] - weight.shape[3] + 1
-    rows = np.empty((pool_h, ow_count * batch), x.dtype)
+    rows = np.empty((2, pool_h, ow_count * x.shape[3]), x.dtype)
     for i in range(pool_h):
-        conv_row(x, weight, bias, connected, stride_h, f, ph * pool_h + i, rows[i])
+        if f + 1 < maps:
+            conv_row_pair(x, weight, bias, connected, stride_h, f, ph * pool_h + i, rows[0, i], rows[1, i])
+        else:
+            conv_row(x, weight, bias, connected, stride_h, f, ph * pool_h + i, rows[0, i])
+    return rows
+
+
+@inline
+def max_pool_row(rows, pool_w, floor, pooled):
+    """pooled (PW, N) = max(floor, each (pool_h, pool_w) window's maximum) of rows (pool_h, OW·N)."""
+    batch, pool_h = pooled.shape[1], rows.shape[0]
     for pw in range(pooled.shape[0]):
         best = pooled[pw]
         for n in range(batch):
@@ -283,11 +303,9 @@ def conv_squash_pool_forward(x, weight, bias, connected, stride_h, squash, pool_
     do not overlap, of A·tanh(S·conv_forward's output)) + pool_bias[f], then A'·tanh(S'·it)
     where squash_after = (A', S') is not (0, 0); squash = (A, S). tanh is the float32 rational
     one (`tanh_float32`), as the steps have it, or, with `exact`, the library's (float64)."""
-    ph_count = out.shape[1]
-    for task in prange(out.shape[0] * ph_count):
-        f, ph = np.int64(task) // ph_count, np.int64(task) % ph_count
-        conv_squash_pool_row(x, weight, bias, connected, stride_h, squash, pool_h, pool_w, coefficient,
-                             pool_bias, squash_after, exact, f, ph, out[f, ph])
+    for task in prange((out.shape[0] + 1) // 2 * out.shape[1]):
+        conv_squash_pool_rows(x, weight, bias, connected, stride_h, squash, pool_h, pool_w, coefficient,
+                              pool_bias, squash_after, exact, out, np.int64(task))
 
 
 @inline
@@ -296,18 +314,27 @@ def squashed(value, amplitude, slope, exact):
 
 
 @serial_kernel
-def conv_squash_pool_row(x, weight, bias, connected, stride_h, squash, pool_h, pool_w, coefficient, pool_bias,
-                         squash_after, exact, f, ph, pooled):
-    """pooled (PW, N) = row ph of map f of conv_squash_pool_forward."""
-    batch = x.shape[3]
-    ow_count = x.shape[2] - weight.shape[3] + 1
+def conv_squash_pool_rows(x, weight, bias, connected, stride_h, squash, pool_h, pool_w, coefficient, pool_bias,
+                          squash_after, exact, out, task):
+    """Row ph of maps f and f + 1 (f alone when it is the last) of conv_squash_pool_forward,
+    for task = (f / 2, ph)."""
+    maps, ph_count = out.shape[0], out.shape[1]
+    f, ph = 2 * (task // ph_count), task % ph_count
+    rows = conv_rows_for_pooling(x, weight, bias, connected, stride_h, pool_h, f, ph, maps)
     amplitude, slope = squash
-    rows = np.empty((pool_h, ow_count * batch), x.dtype)
-    for i in range(pool_h):
-        row = rows[i]
-        conv_row(x, weight, bias, connected, stride_h, f, ph * pool_h + i, row)
-        for k in range(row.shape[0]):
-            row[k] = squashed(row[k], amplitude, slope, exact)
+    for m in range(min(2, maps - f)):
+        for i in range(pool_h):
+            row = rows[m, i]
+            for k in range(row.shape[0]):
+                row[k] = squashed(row[k], amplitude, slope, exact)
+        average_pool_row(rows[m], pool_w, coefficient[f + m], pool_bias[f + m], squash_after, exact, out[f + m, ph])
+
+
+@inline
+def average_pool_row(rows, pool_w, coefficient, pool_bias, squash_after, exact, pooled):
+    """pooled (PW, N) = coefficient · each (pool_h, pool_w) window's sum of rows (pool_h, OW·N)
+    + pool_bias, then squashed by squash_after = (A', S') unless A' is 0."""
+    batch, pool_h = pooled.shape[1], rows.shape[0]
     after_amplitude, after_slope = squash_after
     for pw in range(pooled.shape[0]):
         total = pooled[pw]
@@ -324,7 +351,7 @@ def conv_squash_pool_row(x, weight, bias, connected, stride_h, squash, pool_h, p
                 for n in range(batch):
                     total[n] += values[n]
         for n in range(batch):
-            total[n] = total[n] * coefficient[f] + pool_bias[f]
+            total[n] = total[n] * coefficient + pool_bias
         if after_amplitude != 0:
             for n in range(batch):
                 total[n] = squashed(total[n], after_amplitude, after_slope, exact)
