@@ -300,7 +300,7 @@ class _TimedStep:
 
     def __init__(self, step, totals):
         self.step, self.totals = step, totals
-        if type(step).__name__ == "NormPoolReLU":
+        if type(step).__name__.endswith("NormPoolReLU"):  # the NumPy step or the compiled one
             self.group = "normalisation + pooling + ReLU (fused)"
         else:
             self.group = LAYER_GROUPS.get(type(step.layer).__name__, type(step.layer).__name__)
