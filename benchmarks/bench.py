@@ -66,13 +66,15 @@ class Lenet5Side:
         from lenet5.zoo.models import build_model
 
         self.model = build_model(model_name, seed)
-        # As `lenet5 train` steps it (training.recipe.make_optimizer): one flat buffer.
-        self.optimizer = FlatOptimizer(Adam(self.model.parameters(), lr=1e-3))
         self.loss = SoftmaxCrossEntropy()
         if engine is None:
             def engine(model):
                 return FastModel(model, backend=self.backend, threads=THREADS)
         self.engine = engine(self.model)
+        # As `lenet5 train` steps it (training.recipe.make_optimizer): one flat buffer, and
+        # on the compiled kernels Adam's compiled loop.
+        compiled = getattr(getattr(self.engine, "backend", None), "name", None) == "compiled"
+        self.optimizer = FlatOptimizer(Adam(self.model.parameters(), lr=1e-3), compiled=compiled)
 
     def train(self, x, y, batch_size, order, augment="none", fill=0.0, rng=None):
         """One pass over x[order]; with `augment`, each batch is distorted at strength 1 by

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lenet5 import nn as ln
-from lenet5.fast import FlatOptimizer
+from lenet5.fast import FlatOptimizer, compiled
 
 OPTIMIZERS = {
     "sgd": lambda ps: ln.SGD(ps, lr=0.05, weight_decay=1e-3),
@@ -91,3 +91,27 @@ def test_the_reference_optimiser_leaves_the_models_arrays_where_they_are():
     optimizer = ln.Adam(net.parameters(), lr=1e-3)
     train(optimizer, net, steps=2)
     assert all(p.value is array for p, array in zip(net.parameters(), arrays))
+
+
+@pytest.mark.skipif(not compiled.available(), reason="the compiled loops need Numba (lenet5[fast])")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("kind", ["adam", "sdlm"])
+def test_the_compiled_update_loops_give_the_reference_rules_bits(kind, dtype):
+    make = {"adam": lambda ps: ln.Adam(ps, lr=3e-3), "sdlm": lambda ps: ln.SDLM(ps, lr=5e-4, mu=0.02)}[kind]
+    reference_net, flat_net = model().to(dtype), model().to(dtype)
+    reference = make(reference_net.parameters())
+    flat = FlatOptimizer(make(flat_net.parameters()), compiled=True)
+    assert flat._compiled_update is not None  # the loop runs, not the rule
+    train(reference, reference_net, steps=6)
+    train(flat, flat_net, steps=6)
+    for (name, ours), (_, theirs) in zip(flat_net.state_dict().items(), reference_net.state_dict().items()):
+        assert ours.dtype == dtype and np.array_equal(ours, theirs), name
+    ours, theirs = flat.state_dict(), reference.state_dict()
+    assert all(np.array_equal(ours[key], theirs[key]) for key in theirs)
+
+
+@pytest.mark.skipif(not compiled.available(), reason="the compiled loops need Numba (lenet5[fast])")
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam", "adamw", "sdlm"])
+def test_settings_no_compiled_loop_covers_run_the_optimisers_own_rule(kind):
+    flat = FlatOptimizer(OPTIMIZERS[kind](model().parameters()), compiled=True)  # each with weight decay, or SGD
+    assert flat._compiled_update is None

@@ -5,8 +5,9 @@ parameter arrays, and the per-call overhead of stepping them one by one was 5% o
 `FlatOptimizer(optimizer)` is the opt-in that removes it: it copies every parameter's value
 and gradient into one flat array each and leaves each parameter holding views into them, so
 the model, the fast engine and the optimiser all see the same numbers; a step then runs the
-optimiser's own update rule once, over the flat arrays. Every update rule is elementwise, so
-the result is the same, bit for bit, as stepping the parameters one by one (tested).
+optimiser's own update rule once, over the flat arrays (or, asked for, Adam's and SDLM's as one
+compiled loop). Every update rule is elementwise, so the result is the same, bit for bit, as
+stepping the parameters one by one (tested).
 
 If something replaces a parameter's array (`Module.to`, a load that rebinds), the next step
 flattens again. The optimiser's state (momentum, Adam's moments, SDLM's h) is flat the same
@@ -22,9 +23,16 @@ import numpy as np
 class FlatOptimizer:
     """`optimizer` (a `lenet5.nn` optimiser) stepping its parameters as one flat buffer."""
 
-    def __init__(self, optimizer) -> None:
+    def __init__(self, optimizer, compiled: bool = False) -> None:
         self.optimizer = optimizer
         self.flat_state: dict[str, np.ndarray] = {}
+        # With `compiled`, Adam and SDLM step in one compiled loop (`compiled/optim.py`), the
+        # same bits as their own update rule; needs Numba.
+        self._compiled_update = None
+        if compiled:
+            from .compiled.optim import compiled_update
+
+            self._compiled_update = compiled_update(optimizer)
         self._flatten()
 
     # What the trainer and the checkpoint read and set, the optimiser's own.
@@ -100,7 +108,8 @@ class FlatOptimizer:
             self._flatten()
         self.optimizer.check_ready()
         self.optimizer.steps += 1
-        self.optimizer.update(self.flat_value, self.flat_grad, self.flat_state)
+        update = self._compiled_update or self.optimizer.update
+        update(self.flat_value, self.flat_grad, self.flat_state)
 
     def set_curvature(self) -> None:
         """SDLM's h from the parameters' curvature (`SDLM.set_curvature`), then flat."""

@@ -172,8 +172,9 @@ def seeds(config: TrainConfig) -> Seeds:
 
 def make_optimizer(config: TrainConfig, parameters) -> FlatOptimizer:
     """The run's optimiser, stepping its parameters as one flat buffer (`FlatOptimizer`: the
-    same numbers, bit for bit, in a handful of NumPy calls a step)."""
-    return FlatOptimizer(_reference_optimizer(config, parameters))
+    same numbers, bit for bit, in a handful of NumPy calls a step, or one compiled loop on the
+    compiled backend)."""
+    return FlatOptimizer(_reference_optimizer(config, parameters), compiled=config.backend == "compiled")
 
 
 def _reference_optimizer(config: TrainConfig, parameters) -> Optimizer:

@@ -6,6 +6,7 @@
     fusion.py     BatchNorm2D → MaxPool2D → ReLU as one kernel each way; Conv2D → MaxPool2D
                   → ReLU and Conv2D → squashing → averaging pool as one kernel each for predictions
     elementwise.py  Sigmoid, Tanh, ScaledTanh: a rational tanh whose loop vectorises
+    optim.py      Adam's and SDLM's update rules as one loop each (`FlatOptimizer(compiled=True)`)
     jit.py        how kernels are compiled and cached, and why results do not depend on
                   the thread count
 
