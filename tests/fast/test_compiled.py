@@ -17,6 +17,7 @@ from lenet5.fast import FastModel, backends as backend_table, compiled
 from lenet5.fast.compiled import conv as compiled_conv, jit
 from lenet5.fast.compiled.conv import CompiledConvStep
 from lenet5.fast.compiled.fusion import CompiledConvPoolReLU, CompiledConvSquashPool, CompiledNormPoolReLU
+from lenet5.fast.layout import to_batch_first, to_batch_last
 from lenet5.fast.step import ReferenceStep
 from lenet5.zoo.models import MODELS, build_model
 
@@ -166,6 +167,37 @@ def test_max_pooling_keeps_a_nan_as_numpy_does():
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
     assert np.isnan(out[0, 0, 0, 0]) and np.isfinite(out[1]).all()
     del step
+
+
+@pytest.mark.parametrize("stride, padding", [(2, 0), (1, 0), (2, 1)], ids=["s2", "s1", "s2-padded"])
+@DTYPES
+def test_two_by_two_max_pooling_routes_ties_and_keeps_nans_at_every_window_position_as_the_reference(
+        stride, padding, dtype):
+    """The 2×2 windows' own loop (`window_maximum_2x2`): a tie of the maximum starting at each of
+    a window's four positions, forward and backward; a NaN at each position, a NaN before a
+    larger value and a tie after a NaN, forward (where a NaN window's gradient goes, the two
+    engines differ: docs/speed.md)."""
+    layer = ln.MaxPool2D(2, stride, padding).train()
+    (step,) = FastModel(layer, backend="compiled").steps
+    rng = np.random.default_rng(8)
+    ties = rng.standard_normal((4, 2, 6, 6))
+    for position in range(4):
+        i, j = divmod(position, 2)
+        ties[position, :, i::2, j::2] = 3.0
+    out = step.forward(to_batch_last(ties.astype(dtype)))
+    assert np.array_equal(to_batch_first(out), layer.forward(ties.astype(dtype)))
+    dout = rng.standard_normal(out.shape[-1:] + out.shape[:-1]).astype(dtype)
+    # overlapping windows (stride 1) add into a pixel in another order than the reference: to rounding
+    tolerance = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(to_batch_first(step.backward(to_batch_last(dout))), layer.backward(dout),
+                               rtol=tolerance, atol=tolerance)
+    nans = rng.standard_normal((6, 2, 6, 6))
+    for position in range(4):
+        nans[position, 0, 2 + position // 2, 2 + position % 2] = np.nan
+    nans[4, 0, 0, 0], nans[4, 0, 1, 1] = np.nan, 50.0
+    nans[5, 0, 0, 0], nans[5, 0, 0, 1], nans[5, 0, 1, 0] = 2.0, np.nan, 2.0
+    out = step.forward(to_batch_last(nans.astype(dtype)))
+    assert np.array_equal(to_batch_first(out), layer.forward(nans.astype(dtype)), equal_nan=True)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
